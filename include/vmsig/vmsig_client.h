@@ -1,0 +1,115 @@
+/*
+ * vmsig_client.h - client library: attach to a vmsig server (the QEMU object,
+ * or any vmsig core listening on a UNIX socket), receive events and their
+ * fds, send commands and wait for replies, map guest RAM read-only.
+ *
+ * A vmsig_client is used by one thread at a time. Calls that wait take a
+ * timeout in milliseconds (-1 = forever). Errors are negative errno:
+ *   -ENOENT / -ECONNREFUSED  no server at path
+ *   -EPERM       refused by grant (handshake or command)
+ *   -EBUSY       the command's class is owned by another control
+ *   -ETIMEDOUT   nothing arrived in time
+ *   -EPIPE       the server is gone (BYE or closed); vmsig_client_bye() says why
+ *   -EPROTO      the server sent something malformed
+ */
+#ifndef VMSIG_CLIENT_H
+#define VMSIG_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "vmsig_event.h"
+
+typedef struct vmsig_client vmsig_client;
+typedef struct vmsig_memmap vmsig_memmap;
+
+#define VMSIG_CLIENT_CONFIG_VERSION 1u
+
+typedef struct vmsig_client_config {
+    uint32_t version;     /* VMSIG_CLIENT_CONFIG_VERSION */
+    const char *path;     /* server socket */
+    const char *token;    /* optional; NULL = identify by uid */
+    vmsig_sub sub;        /* requested subscription; all zero = everything granted */
+    int timeout_ms;       /* connect + handshake; 0 = 5000 */
+    /* Map every MEMCTX as it arrives and keep the newest as the current map
+     * (vmsig_client_memmap). Its fds are then consumed by the client. */
+    int auto_map;
+} vmsig_client_config;
+
+/* Connect and handshake (blocking, bounded by timeout_ms). cfg is copied.
+ * NULL with *err = -ENOENT, -ECONNREFUSED, -EPERM (no grant; token wrong),
+ * -EPROTONOSUPPORT (version), -ETIMEDOUT, -EPROTO, -ENOMEM. */
+vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err);
+
+/* The server's WELCOME: our principal, grant and effective subscription.
+ * Borrowed, lives as long as the client. */
+const vmsig_wire_welcome *vmsig_client_welcome(const vmsig_client *c);
+
+/* The socket, for poll(); readable means vmsig_client_next may not block. */
+int vmsig_client_fd(const vmsig_client *c);
+
+/* One received UP event. ev.ool points into the client's buffer; fds are the
+ * frame's descriptors. Everything is valid until the next call on c; fds are
+ * owned by the client and closed then, unless the caller takes one by
+ * setting its slot to -1. */
+typedef struct vmsig_msg {
+    vmsig_event ev;
+    int fds[VMSIG_WIRE_MAX_FDS];
+    unsigned nfds;
+} vmsig_msg;
+
+/* Next UP event (events that arrived while waiting for a reply come first).
+ * Returns 0, -ETIMEDOUT, -EPIPE, -EPROTO. */
+int vmsig_client_next(vmsig_client *c, vmsig_msg *out, int timeout_ms);
+
+/* Send a DOWN command and wait for its reply. cmd->seq is set to a fresh
+ * request id. Returns the reply's status (0 or negative errno: -EPERM,
+ * -EBUSY, -EINVAL, ... from the server), or -ETIMEDOUT, -EPIPE, -EPROTO. The
+ * reply (status and body) is copied to *reply if not NULL. */
+int vmsig_client_call(vmsig_client *c, vmsig_event *cmd, vmsig_reply *reply, int timeout_ms);
+
+/* Shorthands over vmsig_client_call. */
+int vmsig_client_vm(vmsig_client *c, uint32_t endpoint, uint32_t op, vmsig_wire_vminfo *info);
+int vmsig_client_lifecycle(vmsig_client *c, uint32_t endpoint, uint32_t op);
+int vmsig_client_power(vmsig_client *c, uint32_t endpoint, uint32_t op);
+int vmsig_client_acquire(vmsig_client *c, uint32_t endpoint, uint32_t cls);
+int vmsig_client_release(vmsig_client *c, uint32_t endpoint, uint32_t cls);
+int vmsig_client_memwrite(vmsig_client *c, uint32_t endpoint, uint64_t gpa,
+                          const void *data, uint32_t len);
+int vmsig_client_input(vmsig_client *c, uint32_t endpoint, const vmsig_wire_input *in,
+                       const char *text);
+int vmsig_client_subscribe(vmsig_client *c, const vmsig_sub *sub);
+
+/* After -EPIPE: the BYE status and text if the server sent one ("" if not). */
+int vmsig_client_bye(const vmsig_client *c, const char **text);
+
+/* Current map (auto_map), with a reference the caller must drop with
+ * vmsig_memmap_unref; NULL if none yet. */
+vmsig_memmap *vmsig_client_memmap(vmsig_client *c);
+
+void vmsig_client_close(vmsig_client *c);
+
+/* ---- read-only guest RAM ---- */
+
+/* Map a MEMCTX event read-only (PROT_READ, MAP_SHARED). fds borrowed (the map
+ * keeps its own mappings, not the fds). One reference. NULL with
+ * *err = -ENODEV (the MEMCTX says unavailable), -EINVAL (segment outside its
+ * fd, fd_index out of range), -errno of mmap. */
+vmsig_memmap *vmsig_memmap_new(const vmsig_event *memctx, const int *fds, unsigned nfds, int *err);
+vmsig_memmap *vmsig_memmap_ref(vmsig_memmap *m);
+/* Drop a reference; the mappings go when the last one does. */
+void vmsig_memmap_unref(vmsig_memmap *m);
+
+uint64_t vmsig_memmap_generation(const vmsig_memmap *m);
+uint64_t vmsig_memmap_ram_size(const vmsig_memmap *m);
+unsigned vmsig_memmap_nseg(const vmsig_memmap *m);
+const vmsig_wire_memseg *vmsig_memmap_seg(const vmsig_memmap *m, unsigned i);
+
+/* Pointer to [gpa, gpa+len) if it lies in one segment, else NULL. Valid while
+ * the caller holds a reference. */
+const void *vmsig_memmap_ptr(const vmsig_memmap *m, uint64_t gpa, uint64_t len);
+
+/* Copy [gpa, gpa+len) into buf, across segment boundaries. Returns 0 or
+ * -EFAULT if any byte is not guest RAM in this map. */
+int vmsig_memmap_read(const vmsig_memmap *m, uint64_t gpa, void *buf, size_t len);
+
+#endif /* VMSIG_CLIENT_H */

@@ -1,0 +1,262 @@
+/*
+ * vmsig_core.h - the vmsig core: grants, subscriptions, arbitration,
+ * sequence numbers, bounded delivery; the control seam; the socket listener.
+ *
+ * The core is QEMU-free. It owns no thread and never blocks. It is hosted by
+ * a loop (QEMU's main loop, a test, vmsig_loop_run()) through one pollable fd
+ * (vmsig_core_fd) and a non-blocking vmsig_core_dispatch(). Every function here
+ * must be called on that loop's thread ("the loop thread"); every callback is
+ * called on it.
+ *
+ * Errors: functions return 0 or a negative errno. The values a function can
+ * return are listed with it; the ones with a fixed meaning everywhere are
+ *   -EPERM   refused by the grant (capability or endpoint mask)
+ *   -EBUSY   the (endpoint, class) is owned by another control
+ *   -EAGAIN  back-pressure (queue full)
+ *   -EPIPE   the peer is gone
+ *   -EINVAL  malformed argument (retired capability bit, bad kind, ...)
+ */
+#ifndef VMSIG_CORE_H
+#define VMSIG_CORE_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include "vmsig_event.h"
+
+typedef struct vmsig_core vmsig_core;       /* the core */
+typedef struct vmsig_control vmsig_control; /* one attached control (core side) */
+typedef struct vmsig_grants vmsig_grants;   /* a grants table (principal -> grant) */
+
+/* ---- arbitration ---- */
+
+typedef enum {
+    VMSIG_ARB_DENY = 0,   /* the contender is refused, the owner keeps it */
+    VMSIG_ARB_PREEMPT = 1 /* the contender takes it; the old owner is told */
+} vmsig_arb_decision;
+
+/*
+ * Called only when (endpoint, cls) is held by a live owner and another
+ * control sends ACQUIRE. incumbent and contender are the parties' live grants
+ * (borrowed for the call); incumbent is never NULL: a dead owner's slot is
+ * free and the policy is not asked. Called on the loop thread.
+ */
+typedef vmsig_arb_decision (*vmsig_arb_policy)(void *opaque, uint32_t endpoint, uint32_t cls,
+                                               const vmsig_grant *incumbent,
+                                               const vmsig_grant *contender);
+
+/* Built-in policies (opaque unused). */
+vmsig_arb_decision vmsig_arb_deny(void *opaque, uint32_t endpoint, uint32_t cls,
+                                  const vmsig_grant *incumbent, const vmsig_grant *contender);
+vmsig_arb_decision vmsig_arb_preempt(void *opaque, uint32_t endpoint, uint32_t cls,
+                                     const vmsig_grant *incumbent, const vmsig_grant *contender);
+/* PREEMPT if contender->priority > incumbent->priority, else DENY. */
+vmsig_arb_decision vmsig_arb_priority(void *opaque, uint32_t endpoint, uint32_t cls,
+                                      const vmsig_grant *incumbent, const vmsig_grant *contender);
+/* "deny" / "preempt" / "priority" -> policy; NULL if the name is unknown. */
+vmsig_arb_policy vmsig_arb_policy_by_name(const char *name);
+
+/* ---- the VM side ---- */
+
+/*
+ * What the host (QEMU glue, or a test's VM model) implements so the core can
+ * carry out DOWN commands. Called on the loop thread.
+ *
+ * command: a DOWN command that already passed the grant and arbitration
+ *   checks. cmd is borrowed for the call (cmd->ool too). Fill reply->body /
+ *   reply->len for a body (CMD_VM query: vmsig_wire_vminfo). Return 0 or a
+ *   negative errno; the core puts it in the reply. ACQUIRE/RELEASE/NOP never
+ *   reach it. If it returns 0 for CMD_MEMWRITE, the core publishes
+ *   VMSIG_EV_MEMWRITE_DONE to the MEMCTX subscribers after the reply.
+ */
+typedef struct vmsig_backend_ops {
+    int (*command)(void *opaque, const vmsig_event *cmd, uint32_t principal,
+                   vmsig_reply *reply);
+} vmsig_backend_ops;
+
+/* ---- the core ---- */
+
+#define VMSIG_CORE_CONFIG_VERSION 1u
+
+typedef struct vmsig_core_config {
+    uint32_t version;              /* VMSIG_CORE_CONFIG_VERSION */
+    uint32_t queue_limit;          /* frames queued per socket control; 0 = 256 */
+    uint32_t max_controls;         /* 0 = 256 */
+    uint32_t handshake_timeout_ms; /* socket controls; 0 = 5000 */
+    vmsig_arb_policy policy;       /* NULL = vmsig_arb_deny */
+    void *policy_opaque;
+    const vmsig_backend_ops *backend; /* NULL: every command but NOP/ACQUIRE/RELEASE gets -ENOSYS */
+    void *backend_opaque;
+    /* Called once per detached control, with why (e.g. -ENOBUFS slow reader,
+     * -EPROTO bad frame, -EPIPE peer closed, 0 orderly). Optional; for logs. */
+    void (*on_detach)(void *opaque, const vmsig_grant *g, int why, const char *text);
+    void *log_opaque;
+} vmsig_core_config;
+
+/* cfg is copied. NULL on OOM or bad config (*err = -ENOMEM / -EINVAL). */
+vmsig_core *vmsig_core_new(const vmsig_core_config *cfg, int *err);
+
+/* Sends BYE(-ESHUTDOWN) to socket controls, detaches everything, closes the
+ * listener (and unlinks its path), frees. NULL is a no-op. */
+void vmsig_core_free(vmsig_core *core);
+
+/* Pollable fd (an epoll fd owned by the core): when readable, call
+ * vmsig_core_dispatch(). Never -1 for a live core. */
+int vmsig_core_fd(vmsig_core *core);
+
+/* Does all work that is ready without blocking (accepts, reads, writes,
+ * timeouts). Returns the number of events handled (>= 0). */
+int vmsig_core_dispatch(vmsig_core *core);
+
+/* Standalone loop for tests, benchmarks and tools: poll + dispatch until
+ * *stop becomes nonzero or timeout_ms passes (-1 = no timeout). Returns 0. */
+int vmsig_loop_run(vmsig_core *core, volatile int *stop, int timeout_ms);
+
+/* Change the arbitration policy at run time. */
+void vmsig_core_set_policy(vmsig_core *core, vmsig_arb_policy policy, void *opaque);
+
+/* ---- UP: the VM side publishes ---- */
+
+/*
+ * Publish an UP event for ev->endpoint: the core sets ev->seq (per-endpoint,
+ * starting at 1) and ev->ts_ns (if 0), remembers SEAM state for snapshots and
+ * delivers to every control whose effective subscription and grant cover it.
+ * ev is borrowed. Returns 0, -EINVAL (not an UP kind; MEMCTX must use
+ * vmsig_core_publish_memctx).
+ */
+int vmsig_core_publish(vmsig_core *core, vmsig_event *ev);
+
+/*
+ * Publish a new RAM map for `endpoint`. mc is copied; segs (mc->nseg entries)
+ * copied; fds borrowed: the core keeps its own dups (F_DUPFD_CLOEXEC) to hand
+ * to later subscribers, so the caller closes its copies when it likes. The fds
+ * must already be read-only (O_RDONLY descriptions), checked with F_GETFL:
+ * -EACCES otherwise. mc->status != 0 publishes "unavailable" (nfds 0).
+ * Returns 0, -EINVAL (nseg/nfds over limits, fd_index out of range),
+ * -EACCES (a writable fd), -ENOMEM.
+ */
+int vmsig_core_publish_memctx(vmsig_core *core, uint32_t endpoint,
+                              const vmsig_wire_memctx *mc, const vmsig_wire_memseg *segs,
+                              const int *fds, unsigned nfds);
+
+/* Current MEMCTX generation of an endpoint, 0 if none. */
+uint64_t vmsig_core_memctx_generation(vmsig_core *core, uint32_t endpoint);
+
+/* ---- controls ---- */
+
+/*
+ * How the core reaches a control. In-process controls call back directly;
+ * socket controls serialize onto their socket. The core treats both the same.
+ *
+ * deliver: an UP event for this control (already filtered by subscription and
+ *   grant). ev, ev->ool and fds are borrowed for the call: dup what must
+ *   outlive it. fds are only non-empty for VMSIG_EV_MEMCTX (read-only RAM
+ *   fds). Return 0, -EAGAIN (cannot take it now; the core drops the control
+ *   with -ENOBUFS) or -EPIPE (gone; the core detaches it).
+ * detach: the control is being detached (why as for on_detach). The core no
+ *   longer touches it after this; free opaque here. Optional.
+ */
+typedef struct vmsig_control_ops {
+    const char *name;
+    int  (*deliver)(void *opaque, const vmsig_event *ev, const int *fds, unsigned nfds);
+    void (*detach)(void *opaque, int why);
+} vmsig_control_ops;
+
+/*
+ * Attach a control. grant and sub are copied; the effective subscription is
+ * sub & grant. The new control first gets a snapshot (the current RUNSTATE of
+ * each endpoint in its subscription, then the current MEMCTX), flagged
+ * VMSIG_F_SNAPSHOT, then live events.
+ * Returns the core's handle, or NULL with *err = -EINVAL (grant with a retired
+ * or unknown bit), -EMFILE (max_controls reached), -ENOMEM.
+ */
+vmsig_control *vmsig_core_attach(vmsig_core *core, const vmsig_control_ops *ops, void *opaque,
+                                 const vmsig_grant *grant, const vmsig_sub *sub, int *err);
+
+/* Detach: frees the control's arbitration slots (owners told RELEASED), calls
+ * ops->detach(opaque, why). The handle is invalid afterwards. */
+void vmsig_control_detach(vmsig_control *ctl, int why);
+
+/*
+ * A DOWN command from this control. The core checks, in this order:
+ * the kind (-EINVAL unknown or not a command), the endpoint (-EPERM outside
+ * the grant's endpoint mask), the capability (-EPERM), arbitration (-EBUSY
+ * when another control owns the command's class), then runs it (ACQUIRE,
+ * RELEASE and NOP in the core; the rest through the backend). cmd is
+ * borrowed. reply is filled (status = the return value). Returns 0 or the
+ * negative errno above, or the backend's.
+ * ACQUIRE: -EBUSY if the policy denied; RELEASE: -ENOENT if not the owner.
+ */
+int vmsig_control_submit(vmsig_control *ctl, const vmsig_event *cmd, vmsig_reply *reply);
+
+/* Change the subscription (still narrowed by the grant). */
+void vmsig_control_subscribe(vmsig_control *ctl, const vmsig_sub *sub);
+
+/* The control's grant (borrowed, lives as long as the control). */
+const vmsig_grant *vmsig_control_grant(const vmsig_control *ctl);
+/* The effective subscription. */
+vmsig_sub vmsig_control_sub(const vmsig_control *ctl);
+
+/* Number of attached controls. */
+unsigned vmsig_core_control_count(vmsig_core *core);
+
+/* ---- the reference in-process control ---- */
+
+/* An algorithm embedded as C callbacks. Both callbacks are called on the loop
+ * thread with borrowed arguments. */
+typedef struct vmsig_inproc_cfg {
+    /* Every UP event but MEMCTX. Return 0. */
+    int (*on_event)(void *opaque, const vmsig_event *up);
+    /* UP MEMCTX with its read-only fds (borrowed: dup or mmap to keep).
+     * NULL: the control does not accept MEMCTX (it is not subscribed). */
+    int (*on_memctx)(void *opaque, const vmsig_event *ev, const int *fds, unsigned nfds);
+    void *opaque;
+    vmsig_sub sub;
+} vmsig_inproc_cfg;
+
+typedef struct vmsig_inproc vmsig_inproc;
+
+/* cfg and grant are copied. NULL with *err as for vmsig_core_attach. */
+vmsig_inproc *vmsig_inproc_new(vmsig_core *core, const vmsig_inproc_cfg *cfg,
+                               const vmsig_grant *grant, int *err);
+/* As vmsig_control_submit. -EPIPE if the core already detached it. */
+int vmsig_inproc_send(vmsig_inproc *ic, const vmsig_event *down, vmsig_reply *reply);
+/* Detaches (if still attached) and frees. NULL is a no-op. */
+void vmsig_inproc_free(vmsig_inproc *ic);
+
+/* ---- grants table ---- */
+
+/*
+ * Parse a grants file (format in docs/protocol.rst "Grants file"):
+ *   # comment
+ *   uid:1000     endpoints=0,1    caps=OBSERVE,VM,MEMCTX  priority=0
+ *   token:s3cret endpoints=all    caps=all                priority=100
+ *   default      endpoints=all    caps=OBSERVE
+ * Returns the table or NULL with *err = -EINVAL and errbuf naming the line and
+ * the problem (a retired capability bit, an unknown name, ...), or -errno of
+ * open/read.
+ */
+vmsig_grants *vmsig_grants_load(const char *path, int *err, char *errbuf, size_t errlen);
+/* Same, from a string (for tests and the QEMU default). */
+vmsig_grants *vmsig_grants_parse(const char *text, int *err, char *errbuf, size_t errlen);
+/* Add/replace one entry; uid = (uint32_t)-1 with token NULL sets the default.
+ * Returns 0, -EINVAL (retired/unknown bit), -ENOMEM. */
+int vmsig_grants_set(vmsig_grants *t, uint32_t uid, const char *token, const vmsig_grant *g);
+/* Look up a peer: a token match wins, then its uid, then the default.
+ * 0 and *out filled, or -EPERM (no entry; a wrong token is -EPERM too). */
+int vmsig_grants_lookup(const vmsig_grants *t, uint32_t uid, const char *token, vmsig_grant *out);
+void vmsig_grants_free(vmsig_grants *t);
+
+/* ---- the socket listener ---- */
+
+/*
+ * Listen on a UNIX socket at path (created mode 0600). Refuses to replace
+ * anything but a stale socket: -EEXIST if path exists and is not a socket,
+ * -EADDRINUSE if a live server answers there. Peers are identified by
+ * SO_PEERCRED (and an optional HELLO token) and mapped to grants through
+ * `grants` (borrowed: must outlive the core or be replaced first).
+ * One listener per core; a second call returns -EALREADY.
+ * Returns 0 or -errno of socket/bind/listen.
+ */
+int vmsig_core_listen(vmsig_core *core, const char *path, const vmsig_grants *grants);
+
+#endif /* VMSIG_CORE_H */

@@ -1,0 +1,108 @@
+/*
+ * vmsig_event.h - events (UP: VM -> control) and commands (DOWN: control ->
+ * VM), grants and subscriptions: the vocabulary of the seam.
+ *
+ * An event's inline payload is the wire payload struct of its kind
+ * (vmsig_wire.h), so in-process controls and socket controls see the same
+ * bytes. Variable-length parts (MEMCTX segments, MEMWRITE data, INPUT text,
+ * REPLY bodies) travel out of line through `ool`.
+ */
+#ifndef VMSIG_EVENT_H
+#define VMSIG_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "vmsig_wire.h"
+
+#define VMSIG_DIR_UP   1u /* VM -> control */
+#define VMSIG_DIR_DOWN 2u /* control -> VM */
+
+/* Event sources: bit (1u << VMSIG_SRC_x) in a subscription's source_mask. */
+#define VMSIG_SRC_SEAM   0u /* VMSIG_EV_RUNSTATE..SHUTDOWN; needs CAP_OBSERVE */
+#define VMSIG_SRC_MEMCTX 1u /* VMSIG_EV_MEMCTX, MEMWRITE_DONE; needs CAP_MEMCTX */
+#define VMSIG_SRC_ARB    2u /* VMSIG_EV_ARB; needs CAP_OBSERVE */
+#define VMSIG_SRC_ALL    ((1u << VMSIG_SRC_SEAM) | (1u << VMSIG_SRC_MEMCTX) | (1u << VMSIG_SRC_ARB))
+
+/* Capability bits of a grant. */
+#define VMSIG_CAP_OBSERVE   0x1u   /* receive SEAM and ARB events */
+#define VMSIG_CAP_INPUT     0x2u   /* CMD_INPUT */
+#define VMSIG_CAP_LIFECYCLE 0x8u   /* CMD_LIFECYCLE pause/resume/wakeup */
+#define VMSIG_CAP_POWER     0x20u  /* CMD_POWER powerdown/reset/quit */
+#define VMSIG_CAP_VM        0x40u  /* CMD_VM query/stop/cont */
+#define VMSIG_CAP_MEMCTX    0x80u  /* receive MEMCTX (read-only RAM fds) and MEMWRITE_DONE */
+#define VMSIG_CAP_MEMWRITE  0x100u /* CMD_MEMWRITE */
+#define VMSIG_CAP_ALL       0x1ebu
+/* Bits of removed capabilities (0x4 CAP_STREAM, 0x10 CAP_MEMREAD): a stale
+ * grant carrying them must never alias a new privilege, so they are refused. */
+#define VMSIG_CAP_RETIRED   (0x4u | 0x10u)
+
+/* What a control wants to receive; only ever narrows its grant. */
+typedef struct vmsig_sub {
+    uint32_t source_mask;   /* bits (1u << VMSIG_SRC_*) */
+    uint64_t endpoint_mask; /* bits (1ull << endpoint) */
+} vmsig_sub;
+
+/* What a control is allowed: set by the host (grants file, SO_PEERCRED). */
+typedef struct vmsig_grant {
+    uint32_t principal;     /* uid, or a token's id; for auditing and events */
+    uint64_t endpoint_mask; /* VMs it may touch */
+    uint32_t caps;          /* VMSIG_CAP_* */
+    int32_t  priority;      /* for the priority policy; larger wins */
+} vmsig_grant;
+
+/*
+ * Check a grant before it is used anywhere.
+ * Returns 0, -EINVAL if it has a retired bit (VMSIG_CAP_RETIRED) or a bit that
+ * is not a capability at all.
+ */
+int vmsig_grant_check(const vmsig_grant *g);
+
+/* Names for logs and the helper ("running", "io-error", "OBSERVE", ...).
+ * Never NULL; unknown values give "unknown". */
+const char *vmsig_runstate_name(uint32_t rs);
+const char *vmsig_cause_name(uint32_t sc);
+const char *vmsig_kind_name(uint32_t kind);
+const char *vmsig_class_name(uint32_t cls);
+const char *vmsig_cap_name(uint32_t cap_bit);
+
+/*
+ * One event or command. Borrowed by whoever receives it: copy what must
+ * outlive the call.
+ */
+typedef struct vmsig_event {
+    uint32_t dir;       /* VMSIG_DIR_UP / VMSIG_DIR_DOWN */
+    uint32_t kind;      /* VMSIG_EV_* (UP) or VMSIG_CMD_* (DOWN) */
+    uint32_t endpoint;  /* VM it is about */
+    uint32_t flags;     /* VMSIG_F_* */
+    uint64_t seq;       /* UP: per-endpoint sequence number, set by the core.
+                         * DOWN: the request id (echoed in the reply). */
+    uint64_t ts_ns;     /* UP: CLOCK_MONOTONIC ns, set by the core if 0 */
+    union {             /* inline payload, by kind */
+        vmsig_wire_seam          seam;     /* VMSIG_EV_RUNSTATE..SHUTDOWN */
+        vmsig_wire_memctx        memctx;   /* VMSIG_EV_MEMCTX */
+        vmsig_wire_memwrite_done memdone;  /* VMSIG_EV_MEMWRITE_DONE */
+        vmsig_wire_arb           arb;      /* VMSIG_EV_ARB */
+        vmsig_wire_cmd           cmd;      /* CMD_VM/LIFECYCLE/POWER/ACQUIRE/RELEASE */
+        vmsig_wire_input         input;    /* CMD_INPUT */
+        vmsig_wire_memwrite      memwrite; /* CMD_MEMWRITE */
+        uint8_t                  raw[128];
+    } u;
+    /* Out-of-line payload, borrowed: MEMCTX: nseg vmsig_wire_memseg;
+     * CMD_MEMWRITE: len data bytes; CMD_INPUT text: len bytes. */
+    const void *ool;
+    uint32_t    ool_len;
+} vmsig_event;
+
+/* Reply to a DOWN command: status plus an optional body (CMD_VM query:
+ * vmsig_wire_vminfo). Filled by the core; caller-owned storage. */
+#define VMSIG_REPLY_BODY_MAX 256u
+typedef struct vmsig_reply {
+    int32_t  status;   /* 0 or negative errno */
+    uint32_t len;      /* body bytes */
+    uint8_t  body[VMSIG_REPLY_BODY_MAX];
+} vmsig_reply;
+
+/* Fixed inline payload size of a kind, or -1 if the kind is unknown. */
+int vmsig_kind_payload_size(uint32_t kind);
+
+#endif /* VMSIG_EVENT_H */

@@ -1,0 +1,280 @@
+/*
+ * vmsig_wire.h - the vmsig wire protocol: the one definition of every frame
+ * and payload. Used by the core, the QEMU module, the helper, the client
+ * library and the tests; no protocol struct is declared anywhere else.
+ * The protocol is specified in docs/protocol.rst.
+ *
+ * Rules for everything in this file:
+ *  - fixed-width fields, little-endian, natural alignment, no enums on the wire;
+ *  - every struct size is pinned by a _Static_assert;
+ *  - the in-process event (vmsig_event.h) embeds these payload structs as they
+ *    are, so a frame's payload and an event's inline payload are byte-identical.
+ *    That is why the build refuses big-endian hosts instead of swapping.
+ */
+#ifndef VMSIG_WIRE_H
+#define VMSIG_WIRE_H
+
+#include <stdint.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "vmsig's wire structs are used in place; only little-endian hosts are supported"
+#endif
+
+#define VMSIG_WIRE_VERSION 1u
+
+/* Limits (see docs/protocol.rst "Limits"). */
+#define VMSIG_WIRE_MAX_PAYLOAD   ((1u << 20) + 4096u) /* largest payload after the header */
+#define VMSIG_WIRE_MAX_FDS       16u                /* fds on one frame */
+#define VMSIG_MEMWRITE_MAX       (1u << 20)         /* bytes in one CMD_MEMWRITE */
+#define VMSIG_TEXT_MAX           1024u              /* bytes of INPUT text / BYE text */
+#define VMSIG_MEMCTX_MAX_SEGS    64u                /* segments in one MEMCTX map */
+#define VMSIG_TOKEN_MAX          64u                /* token bytes in HELLO, NUL padded */
+#define VMSIG_ENDPOINT_MAX       64u                /* endpoints are 0..63 */
+
+/*
+ * Frame kinds. 0x00xx: connection; 0x01xx: UP SEAM events; 0x02xx: UP MEMCTX
+ * events; 0x03xx: UP arbitration events; 0x10xx: DOWN commands.
+ */
+#define VMSIG_MSG_HELLO          0x0001u /* client -> server, first frame */
+#define VMSIG_MSG_WELCOME        0x0002u /* server -> client, handshake accepted */
+#define VMSIG_MSG_REPLY          0x0003u /* server -> client, answers a command */
+#define VMSIG_MSG_BYE            0x0004u /* server -> client, last frame before close */
+#define VMSIG_MSG_SUBSCRIBE      0x0005u /* client -> server, change subscription */
+
+#define VMSIG_EV_RUNSTATE        0x0101u /* run state changed (or snapshot) */
+#define VMSIG_EV_RESET           0x0102u /* system reset happened */
+#define VMSIG_EV_POWERDOWN       0x0103u /* ACPI powerdown was requested */
+#define VMSIG_EV_SUSPEND         0x0104u /* guest suspended (S3) */
+#define VMSIG_EV_WAKEUP          0x0105u /* guest woke up from suspend */
+#define VMSIG_EV_SHUTDOWN        0x0106u /* QEMU is shutting down the VM, with a cause */
+
+#define VMSIG_EV_MEMCTX          0x0201u /* guest RAM map + read-only fds */
+#define VMSIG_EV_MEMWRITE_DONE   0x0202u /* a CMD_MEMWRITE was applied */
+
+#define VMSIG_EV_ARB             0x0301u /* ownership of (endpoint, class) changed */
+
+#define VMSIG_CMD_NOP            0x1000u /* does nothing; answers status 0 */
+#define VMSIG_CMD_VM             0x1001u /* query / stop / cont */
+#define VMSIG_CMD_LIFECYCLE      0x1002u /* pause / resume / wakeup */
+#define VMSIG_CMD_POWER          0x1003u /* powerdown / reset / quit */
+#define VMSIG_CMD_INPUT          0x1004u /* keyboard / pointer */
+#define VMSIG_CMD_MEMWRITE       0x1005u /* write guest RAM */
+#define VMSIG_CMD_ACQUIRE        0x1006u /* take exclusive (endpoint, class) */
+#define VMSIG_CMD_RELEASE        0x1007u /* give it back */
+
+/* Frame header flags. */
+#define VMSIG_F_SNAPSHOT 0x01u /* UP event re-sent as current state to a new subscriber */
+
+/*
+ * Every frame: this header, then exactly `len` payload bytes, with exactly
+ * `nfds` descriptors attached (SCM_RIGHTS) to the sendmsg() that carries the
+ * header's first byte.
+ */
+typedef struct vmsig_wire_hdr {
+    uint16_t kind;     /* VMSIG_MSG_*, VMSIG_EV_*, VMSIG_CMD_* */
+    uint8_t  nfds;     /* descriptors attached to this frame */
+    uint8_t  flags;    /* VMSIG_F_* */
+    uint32_t len;      /* payload bytes after the header, <= VMSIG_WIRE_MAX_PAYLOAD */
+    uint64_t id;       /* command/REPLY: request id; UP event: per-endpoint seq */
+    uint64_t ts_ns;    /* UP event: CLOCK_MONOTONIC ns when it happened; else 0 */
+    uint32_t endpoint; /* VM the frame is about */
+    int32_t  status;   /* REPLY/BYE: 0 or a negative errno; else 0 */
+} vmsig_wire_hdr;
+_Static_assert(sizeof(vmsig_wire_hdr) == 32, "wire header size");
+
+/* ---- connection ---- */
+
+/* Subscription (a narrowing only: effective = subscription & grant). */
+typedef struct vmsig_wire_sub {
+    uint32_t source_mask;   /* bit (1u << VMSIG_SRC_*) per wanted event source */
+    uint32_t reserved;      /* 0 */
+    uint64_t endpoint_mask; /* bit (1ull << endpoint) per wanted VM */
+} vmsig_wire_sub;
+_Static_assert(sizeof(vmsig_wire_sub) == 16, "sub size");
+
+typedef struct vmsig_wire_hello {
+    uint32_t version;               /* VMSIG_WIRE_VERSION */
+    uint32_t flags;                 /* 0 */
+    vmsig_wire_sub sub;             /* requested subscription */
+    char     token[VMSIG_TOKEN_MAX];/* optional, NUL padded; empty = identify by uid */
+} vmsig_wire_hello;
+_Static_assert(sizeof(vmsig_wire_hello) == 88, "hello size");
+
+typedef struct vmsig_wire_welcome {
+    uint32_t version;        /* VMSIG_WIRE_VERSION */
+    uint32_t principal;      /* who the server thinks we are */
+    uint64_t endpoint_mask;  /* grant: VMs we may touch */
+    uint32_t caps;           /* grant: VMSIG_CAP_* */
+    int32_t  priority;       /* grant: used by the priority policy */
+    vmsig_wire_sub sub;      /* effective subscription (requested & grant) */
+    uint32_t max_payload;    /* VMSIG_WIRE_MAX_PAYLOAD */
+    uint32_t max_fds;        /* VMSIG_WIRE_MAX_FDS */
+    uint32_t queue_limit;    /* frames queued for us before coalescing/BYE */
+    uint32_t reserved;       /* 0 */
+} vmsig_wire_welcome;
+_Static_assert(sizeof(vmsig_wire_welcome) == 56, "welcome size");
+
+/* BYE: status says why (e.g. -ENOBUFS slow reader, -ESHUTDOWN server going
+ * away, -ETIMEDOUT handshake); text (NUL padded) says it in words. */
+typedef struct vmsig_wire_bye {
+    char text[120];
+} vmsig_wire_bye;
+_Static_assert(sizeof(vmsig_wire_bye) == 120, "bye size");
+
+/* ---- UP SEAM ---- */
+
+/* Run states mirror QEMU's QAPI RunState, in its order. */
+#define VMSIG_RS_DEBUG          0u
+#define VMSIG_RS_INMIGRATE      1u
+#define VMSIG_RS_INTERNAL_ERROR 2u
+#define VMSIG_RS_IO_ERROR       3u
+#define VMSIG_RS_PAUSED         4u
+#define VMSIG_RS_POSTMIGRATE    5u
+#define VMSIG_RS_PRELAUNCH      6u
+#define VMSIG_RS_FINISH_MIGRATE 7u
+#define VMSIG_RS_RESTORE_VM     8u
+#define VMSIG_RS_RUNNING        9u
+#define VMSIG_RS_SAVE_VM        10u
+#define VMSIG_RS_SHUTDOWN       11u
+#define VMSIG_RS_SUSPENDED      12u
+#define VMSIG_RS_WATCHDOG       13u
+#define VMSIG_RS_GUEST_PANICKED 14u
+#define VMSIG_RS_COLO           15u
+#define VMSIG_RS__COUNT         16u
+
+/* Shutdown/reset causes mirror QEMU's QAPI ShutdownCause, in its order. */
+#define VMSIG_SC_NONE                  0u
+#define VMSIG_SC_HOST_ERROR            1u
+#define VMSIG_SC_HOST_QMP_QUIT         2u
+#define VMSIG_SC_HOST_QMP_SYSTEM_RESET 3u
+#define VMSIG_SC_HOST_SIGNAL           4u
+#define VMSIG_SC_HOST_UI               5u
+#define VMSIG_SC_GUEST_SHUTDOWN        6u
+#define VMSIG_SC_GUEST_RESET           7u
+#define VMSIG_SC_GUEST_PANIC           8u
+#define VMSIG_SC_SUBSYSTEM_RESET       9u
+#define VMSIG_SC_SNAPSHOT_LOAD         10u
+#define VMSIG_SC__COUNT                11u
+
+/* Payload of every VMSIG_EV_RUNSTATE/RESET/POWERDOWN/SUSPEND/WAKEUP/SHUTDOWN. */
+typedef struct vmsig_wire_seam {
+    uint32_t state;   /* VMSIG_RS_*: run state after the event */
+    uint32_t cause;   /* RESET/SHUTDOWN: VMSIG_SC_*; else 0 */
+    uint32_t running; /* 1 if the vCPUs run */
+    uint32_t guest;   /* RESET/SHUTDOWN: 1 if the guest asked for it */
+} vmsig_wire_seam;
+_Static_assert(sizeof(vmsig_wire_seam) == 16, "seam size");
+
+/* ---- UP MEMCTX ---- */
+
+/* One stretch of guest-physical RAM that lives in fd[fd_index] at offset. */
+typedef struct vmsig_wire_memseg {
+    uint64_t gpa;      /* guest-physical start */
+    uint64_t size;     /* bytes */
+    uint64_t offset;   /* offset in the fd */
+    uint32_t fd_index; /* index into the frame's fds */
+    uint32_t flags;    /* 0 */
+} vmsig_wire_memseg;
+_Static_assert(sizeof(vmsig_wire_memseg) == 32, "memseg size");
+
+/* VMSIG_EV_MEMCTX payload: this struct, then nseg vmsig_wire_memseg, and nfds
+ * read-only fds on the frame (nfds == the header's nfds). status != 0 means
+ * the map is unavailable (nseg == nfds == 0) and `why` names the fix. */
+typedef struct vmsig_wire_memctx {
+    uint64_t generation; /* grows by one per published map, starts at 1 */
+    uint64_t ram_size;   /* total guest RAM bytes in the map */
+    uint32_t nseg;       /* segments that follow */
+    int32_t  status;     /* 0, or -ENODEV when guest RAM is not shareable */
+    char     why[104];   /* NUL padded; set when status != 0 */
+} vmsig_wire_memctx;
+_Static_assert(sizeof(vmsig_wire_memctx) == 128, "memctx size");
+
+/* VMSIG_EV_MEMWRITE_DONE payload. */
+typedef struct vmsig_wire_memwrite_done {
+    uint64_t gpa;
+    uint64_t len;
+    uint64_t generation; /* map the write was validated against */
+    uint32_t writer;     /* principal of the control that wrote */
+    uint32_t reserved;
+} vmsig_wire_memwrite_done;
+_Static_assert(sizeof(vmsig_wire_memwrite_done) == 32, "memwrite_done size");
+
+/* ---- UP arbitration ---- */
+
+#define VMSIG_ARB_GRANTED   1u /* owner acquired it */
+#define VMSIG_ARB_PREEMPTED 2u /* owner lost it to `by` */
+#define VMSIG_ARB_RELEASED  3u /* owner released it (or died) */
+
+typedef struct vmsig_wire_arb {
+    uint32_t cls;   /* VMSIG_CLASS_* */
+    uint32_t what;  /* VMSIG_ARB_GRANTED/PREEMPTED/RELEASED */
+    uint32_t owner; /* principal that held or now holds it */
+    uint32_t by;    /* principal that took it (PREEMPTED), else 0 */
+} vmsig_wire_arb;
+_Static_assert(sizeof(vmsig_wire_arb) == 16, "arb size");
+
+/* ---- DOWN commands ---- */
+
+/* Exclusive classes for ACQUIRE/RELEASE; a command of an owned class from a
+ * control that is not its owner is refused with -EBUSY. */
+#define VMSIG_CLASS_INPUT    1u /* CMD_INPUT */
+#define VMSIG_CLASS_RUN      2u /* CMD_VM stop/cont, CMD_LIFECYCLE */
+#define VMSIG_CLASS_POWER    3u /* CMD_POWER */
+#define VMSIG_CLASS_MEMWRITE 4u /* CMD_MEMWRITE */
+#define VMSIG_CLASS__COUNT   5u
+
+#define VMSIG_VM_QUERY 1u
+#define VMSIG_VM_STOP  2u
+#define VMSIG_VM_CONT  3u
+
+#define VMSIG_LC_PAUSE  1u
+#define VMSIG_LC_RESUME 2u
+#define VMSIG_LC_WAKEUP 3u
+
+#define VMSIG_PWR_POWERDOWN 1u
+#define VMSIG_PWR_RESET     2u
+#define VMSIG_PWR_QUIT      3u
+
+/* Payload of CMD_VM, CMD_LIFECYCLE, CMD_POWER, CMD_ACQUIRE, CMD_RELEASE. */
+typedef struct vmsig_wire_cmd {
+    uint32_t op;  /* VMSIG_VM_*, VMSIG_LC_*, VMSIG_PWR_*; ACQUIRE/RELEASE: VMSIG_CLASS_* */
+    uint32_t arg; /* 0 */
+} vmsig_wire_cmd;
+_Static_assert(sizeof(vmsig_wire_cmd) == 8, "cmd size");
+
+/* REPLY body of CMD_VM query. */
+typedef struct vmsig_wire_vminfo {
+    uint32_t state;       /* VMSIG_RS_* */
+    uint32_t running;
+    uint32_t vcpus;
+    uint32_t endpoint;
+    uint64_t ram_size;    /* bytes */
+    uint64_t memctx_gen;  /* current MEMCTX generation, 0 if none */
+    char     version[32]; /* QEMU version, NUL padded */
+    char     name[32];    /* VM name (-name), NUL padded */
+} vmsig_wire_vminfo;
+_Static_assert(sizeof(vmsig_wire_vminfo) == 96, "vminfo size");
+
+#define VMSIG_INPUT_KEY  1u /* code = QKeyCode (QEMU qcode number), value = 1 down / 0 up */
+#define VMSIG_INPUT_BTN  2u /* code = InputButton (0 left, 1 middle, 2 right, ...), value = 1/0 */
+#define VMSIG_INPUT_REL  3u /* code = axis (0 x, 1 y), value = delta */
+#define VMSIG_INPUT_ABS  4u /* code = axis, value = 0..32767 */
+#define VMSIG_INPUT_TEXT 5u /* text follows the struct (len bytes of US-ASCII) */
+
+/* CMD_INPUT payload: this struct, then `len` bytes of text for INPUT_TEXT. */
+typedef struct vmsig_wire_input {
+    uint32_t op;    /* VMSIG_INPUT_* */
+    uint32_t code;
+    int32_t  value;
+    uint32_t len;   /* INPUT_TEXT: text bytes that follow (<= VMSIG_TEXT_MAX); else 0 */
+} vmsig_wire_input;
+_Static_assert(sizeof(vmsig_wire_input) == 16, "input size");
+
+/* CMD_MEMWRITE payload: this struct, then `len` data bytes (<= VMSIG_MEMWRITE_MAX). */
+typedef struct vmsig_wire_memwrite {
+    uint64_t gpa;
+    uint64_t len;
+} vmsig_wire_memwrite;
+_Static_assert(sizeof(vmsig_wire_memwrite) == 16, "memwrite size");
+
+#endif /* VMSIG_WIRE_H */
