@@ -17,6 +17,7 @@
 #   QEMU_MODULE_DIR   $VMSIG_QEMU_BUILD, where QEMU looks for vmsig-obj.so
 #                     and the accel modules
 #   QTEST_QEMU_BINARY $VMSIG_QEMU, for the qtests
+#   VMSIG_QTEST_DIR   where the vmsig qtests are built (vmsig-*-test)
 # It fails (returns 1, with a message) when that build is not there yet:
 # run scripts/build-qemu.
 
@@ -90,8 +91,9 @@ vmsig_qemu_env() {
 	VMSIG_QEMU=$VMSIG_QEMU_BUILD/qemu-system-x86_64
 	QEMU_MODULE_DIR=$VMSIG_QEMU_BUILD
 	QTEST_QEMU_BINARY=$VMSIG_QEMU
+	VMSIG_QTEST_DIR=$VMSIG_QEMU_BUILD/vmsig/tests/qtest
 	export VMSIG_QEMU_KEY VMSIG_QEMU_SRC VMSIG_QEMU_BUILD VMSIG_QEMU \
-		QEMU_MODULE_DIR QTEST_QEMU_BINARY
+		QEMU_MODULE_DIR QTEST_QEMU_BINARY VMSIG_QTEST_DIR
 	if [ ! -x "$VMSIG_QEMU" ] || [ ! -e "$QEMU_MODULE_DIR/vmsig-obj.so" ]; then
 		vmsig_log "no QEMU build for key $VMSIG_QEMU_KEY in $VMSIG_CACHE/qemu" \
 			"(run scripts/build-qemu)"

@@ -199,7 +199,7 @@ int main(int argc, char **argv)
     qtest_add_func("/vmsig/smoke/bad-queue-limit", test_bad_queue_limit);
 
     ret = g_test_run();
-    g_rmdir(tmpdir);
+    rmdir(tmpdir);
     g_free(tmpdir);
     return ret;
 }
