@@ -1,0 +1,274 @@
+/*
+ * test_grants.c - the grants file parser, the retired capability bits and
+ * lookup precedence.
+ */
+#include <errno.h>
+#include <glib.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "vmsig/vmsig_core.h"
+
+static uint32_t fnv1a_principal(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s; s++) {
+        h ^= (uint8_t)*s;
+        h *= 16777619u;
+    }
+    return 0x80000000u | (h & 0x7fffffffu);
+}
+
+static vmsig_grants *parse_ok(const char *text)
+{
+    char errbuf[256] = "";
+    int err = 1;
+    vmsig_grants *t = vmsig_grants_parse(text, &err, errbuf, sizeof(errbuf));
+
+    if (!t) {
+        g_test_message("unexpected refusal: %s", errbuf);
+    }
+    g_assert_nonnull(t);
+    g_assert_cmpint(err, ==, 0);
+    return t;
+}
+
+/* Refused with -EINVAL and an error text that contains `want`. */
+static void parse_refused(const char *text, const char *want)
+{
+    char errbuf[256] = "";
+    int err = 0;
+    vmsig_grants *t = vmsig_grants_parse(text, &err, errbuf, sizeof(errbuf));
+
+    g_assert_null(t);
+    g_assert_cmpint(err, ==, -EINVAL);
+    if (!strstr(errbuf, want)) {
+        g_test_message("errbuf '%s' lacks '%s'", errbuf, want);
+    }
+    g_assert_nonnull(strstr(errbuf, want));
+}
+
+static void test_parse_forms(void)
+{
+    vmsig_grants *t = parse_ok(
+        "# a comment line\n"
+        "\n"
+        "uid:1000     endpoints=0,1    caps=OBSERVE,VM,MEMCTX  priority=7   # trailing\n"
+        "uid:1001     endpoints=0x30   caps=0x1eb\n"
+        "token:s3cret endpoints=all    caps=all                priority=-5\n"
+        "default      endpoints=63     caps=observe,Input\n");
+    vmsig_grant g;
+
+    g_assert_cmpint(vmsig_grants_lookup(t, 1000, NULL, &g), ==, 0);
+    g_assert_cmpuint(g.principal, ==, 1000);
+    g_assert_cmpuint(g.endpoint_mask, ==, 0x3);
+    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_OBSERVE | VMSIG_CAP_VM | VMSIG_CAP_MEMCTX);
+    g_assert_cmpint(g.priority, ==, 7);
+
+    g_assert_cmpint(vmsig_grants_lookup(t, 1001, "", &g), ==, 0);
+    g_assert_cmpuint(g.endpoint_mask, ==, 0x30);
+    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_ALL);
+    g_assert_cmpint(g.priority, ==, 0);
+
+    g_assert_cmpint(vmsig_grants_lookup(t, 5, "s3cret", &g), ==, 0);
+    g_assert_cmpuint(g.principal, ==, fnv1a_principal("s3cret"));
+    g_assert_cmpuint(g.principal & 0x80000000u, !=, 0);
+    g_assert_cmpuint(g.endpoint_mask, ==, ~0ull);
+    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_ALL);
+    g_assert_cmpint(g.priority, ==, -5);
+
+    g_assert_cmpint(vmsig_grants_lookup(t, 4242, NULL, &g), ==, 0);
+    g_assert_cmpuint(g.principal, ==, 4242); /* the default names the real uid */
+    g_assert_cmpuint(g.endpoint_mask, ==, 1ull << 63);
+    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_OBSERVE | VMSIG_CAP_INPUT);
+    vmsig_grants_free(t);
+}
+
+static void test_parse_every_cap_name(void)
+{
+    vmsig_grants *t = parse_ok(
+        "uid:1 endpoints=0 caps=OBSERVE,INPUT,LIFECYCLE,POWER,VM,MEMCTX,MEMWRITE\n"
+        "uid:2 endpoints=0 caps=cap_memwrite\n");
+    vmsig_grant g;
+
+    g_assert_cmpint(vmsig_grants_lookup(t, 1, NULL, &g), ==, 0);
+    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_ALL);
+    g_assert_cmpint(vmsig_grants_lookup(t, 2, NULL, &g), ==, 0);
+    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_MEMWRITE);
+    vmsig_grants_free(t);
+}
+
+static void test_refuse_retired(void)
+{
+    parse_refused("uid:1 endpoints=0 caps=OBSERVE\n"
+                  "\n"
+                  "uid:2 endpoints=0 caps=0x5\n",
+                  "line 3: capability bit 0x4 is retired (was CAP_STREAM) and must not be "
+                  "used; remove it");
+    parse_refused("uid:2 endpoints=0 caps=0x11\n",
+                  "line 1: capability bit 0x10 is retired (was CAP_MEMREAD) and must not be "
+                  "used; remove it");
+    parse_refused("uid:2 endpoints=0 caps=OBSERVE,MEMREAD\n",
+                  "line 1: capability bit 0x10 is retired (was CAP_MEMREAD)");
+    parse_refused("uid:2 endpoints=0 caps=stream\n",
+                  "line 1: capability bit 0x4 is retired (was CAP_STREAM)");
+}
+
+static void test_refuse_bad(void)
+{
+    parse_refused("uid:1 endpoints=0 caps=OBSERVE,FLY\n", "line 1: unknown capability 'FLY'");
+    parse_refused("uid:1 endpoints=0 caps=0x200\n", "line 1: capability bits 0x200 are not");
+    parse_refused("uid:1 endpoints=64 caps=OBSERVE\n", "line 1: bad endpoint '64'");
+    parse_refused("uid:1 endpoints=0,x caps=OBSERVE\n", "line 1: bad endpoint 'x'");
+    parse_refused("uid:1 endpoints=-1 caps=OBSERVE\n", "line 1: bad endpoint '-1'");
+    parse_refused("uid:1 endpoints=0xzz caps=OBSERVE\n", "line 1: bad endpoint mask '0xzz'");
+    parse_refused("# ok\nthis is garbage\n", "line 2: expected uid:N, token:STRING or default");
+    parse_refused("uid:1 endpoints=0 caps=OBSERVE color=red\n", "line 1: unknown field 'color'");
+    parse_refused("uid:1 endpoints=0 caps=OBSERVE garbage\n", "line 1: expected key=value");
+    parse_refused("uid:1 caps=OBSERVE\n", "line 1: missing endpoints=");
+    parse_refused("uid:1 endpoints=0\n", "line 1: missing caps=");
+    parse_refused("uid:x endpoints=0 caps=OBSERVE\n", "line 1: bad uid 'x'");
+    parse_refused("uid:1 endpoints=0 caps=OBSERVE priority=high\n", "line 1: bad priority");
+    parse_refused("uid:1 endpoints=0 endpoints=1 caps=OBSERVE\n", "given twice");
+    parse_refused("uid:1 endpoints=0 caps=OBSERVE\nuid:1 endpoints=1 caps=VM\n",
+                  "line 2: duplicate entry for uid:1");
+    parse_refused("token:abc endpoints=0 caps=OBSERVE\ntoken:abc endpoints=1 caps=VM\n",
+                  "line 2: duplicate entry for a token");
+    parse_refused("token: endpoints=0 caps=OBSERVE\n", "line 1: token must be 1..64 bytes");
+}
+
+static void test_lookup_precedence(void)
+{
+    vmsig_grants *t = parse_ok("token:tok endpoints=0 caps=all priority=9\n"
+                               "uid:1000 endpoints=1 caps=OBSERVE priority=1\n"
+                               "default endpoints=2 caps=OBSERVE\n");
+    vmsig_grant g;
+
+    g_assert_cmpint(vmsig_grants_lookup(t, 1000, "tok", &g), ==, 0);
+    g_assert_cmpint(g.priority, ==, 9);
+    g_assert_cmpint(vmsig_grants_lookup(t, 1000, NULL, &g), ==, 0);
+    g_assert_cmpint(g.priority, ==, 1);
+    g_assert_cmpuint(g.endpoint_mask, ==, 0x2);
+    g_assert_cmpint(vmsig_grants_lookup(t, 77, NULL, &g), ==, 0);
+    g_assert_cmpuint(g.endpoint_mask, ==, 0x4);
+    /* A wrong token is refused, never downgraded to the uid or the default. */
+    g_assert_cmpint(vmsig_grants_lookup(t, 1000, "tok2", &g), ==, -EPERM);
+    g_assert_cmpint(vmsig_grants_lookup(t, 1000, "to", &g), ==, -EPERM);
+    vmsig_grants_free(t);
+
+    t = parse_ok("uid:1000 endpoints=1 caps=OBSERVE\n");
+    g_assert_cmpint(vmsig_grants_lookup(t, 1001, NULL, &g), ==, -EPERM);
+    g_assert_cmpint(vmsig_grants_lookup(t, 1000, "x", &g), ==, -EPERM);
+    vmsig_grants_free(t);
+
+    t = parse_ok("");
+    g_assert_cmpint(vmsig_grants_lookup(t, 0, NULL, &g), ==, -EPERM);
+    vmsig_grants_free(t);
+}
+
+static void test_set(void)
+{
+    vmsig_grants *t = parse_ok("# empty\n");
+    vmsig_grant g = { .endpoint_mask = 1, .caps = VMSIG_CAP_OBSERVE }, out;
+
+    g_assert_cmpint(vmsig_grants_set(t, 7, NULL, &g), ==, 0);
+    g.caps = VMSIG_CAP_VM;
+    g_assert_cmpint(vmsig_grants_set(t, 7, NULL, &g), ==, 0); /* replaces */
+    g_assert_cmpint(vmsig_grants_lookup(t, 7, NULL, &out), ==, 0);
+    g_assert_cmpuint(out.caps, ==, VMSIG_CAP_VM);
+    g_assert_cmpint(vmsig_grants_set(t, (uint32_t)-1, NULL, &g), ==, 0);
+    g_assert_cmpint(vmsig_grants_lookup(t, 8, NULL, &out), ==, 0);
+    g_assert_cmpuint(out.principal, ==, 8);
+    g.caps = 0x4;
+    g_assert_cmpint(vmsig_grants_set(t, 9, NULL, &g), ==, -EINVAL);
+    g.caps = 0x1000;
+    g_assert_cmpint(vmsig_grants_set(t, 9, NULL, &g), ==, -EINVAL);
+    vmsig_grants_free(t);
+}
+
+static void test_load(void)
+{
+    char path[] = "/tmp/vmsig-grants-XXXXXX";
+    char errbuf[256] = "";
+    const char *text = "uid:3 endpoints=0 caps=VM\n";
+    vmsig_grants *t;
+    vmsig_grant g;
+    int err = 1;
+    int fd = mkstemp(path);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(write(fd, text, strlen(text)), ==, (ssize_t)strlen(text));
+    close(fd);
+    t = vmsig_grants_load(path, &err, errbuf, sizeof(errbuf));
+    g_assert_nonnull(t);
+    g_assert_cmpint(err, ==, 0);
+    g_assert_cmpint(vmsig_grants_lookup(t, 3, NULL, &g), ==, 0);
+    vmsig_grants_free(t);
+    unlink(path);
+
+    t = vmsig_grants_load(path, &err, errbuf, sizeof(errbuf));
+    g_assert_null(t);
+    g_assert_cmpint(err, ==, -ENOENT);
+    g_assert_nonnull(strstr(errbuf, path));
+}
+
+static void test_grant_check_and_names(void)
+{
+    vmsig_grant g = { .caps = VMSIG_CAP_ALL };
+
+    g_assert_cmpint(vmsig_grant_check(&g), ==, 0);
+    g.caps = VMSIG_CAP_OBSERVE | 0x4;
+    g_assert_cmpint(vmsig_grant_check(&g), ==, -EINVAL);
+    g.caps = 0x10;
+    g_assert_cmpint(vmsig_grant_check(&g), ==, -EINVAL);
+    g.caps = 0x200;
+    g_assert_cmpint(vmsig_grant_check(&g), ==, -EINVAL);
+    g_assert_cmpint(vmsig_grant_check(NULL), ==, -EINVAL);
+
+    g_assert_cmpstr(vmsig_runstate_name(VMSIG_RS_IO_ERROR), ==, "io-error");
+    g_assert_cmpstr(vmsig_runstate_name(VMSIG_RS_RUNNING), ==, "running");
+    g_assert_cmpstr(vmsig_runstate_name(999), ==, "unknown");
+    g_assert_cmpstr(vmsig_cause_name(VMSIG_SC_GUEST_RESET), ==, "guest-reset");
+    g_assert_cmpstr(vmsig_cap_name(VMSIG_CAP_OBSERVE), ==, "OBSERVE");
+    g_assert_cmpstr(vmsig_cap_name(0x4), ==, "unknown");
+    g_assert_cmpstr(vmsig_class_name(VMSIG_CLASS_RUN), ==, "run");
+    g_assert_cmpstr(vmsig_class_name(0), ==, "unknown");
+    g_assert_cmpstr(vmsig_kind_name(VMSIG_EV_MEMWRITE_DONE), ==, "memwrite-done");
+    g_assert_cmpstr(vmsig_kind_name(0x7777), ==, "unknown");
+
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_EV_RUNSTATE), ==, 16);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_EV_SHUTDOWN), ==, 16);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_EV_MEMCTX), ==, 128);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_EV_MEMWRITE_DONE), ==, 32);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_EV_ARB), ==, 16);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_CMD_NOP), ==, 0);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_CMD_RELEASE), ==, 8);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_CMD_INPUT), ==, 16);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_CMD_MEMWRITE), ==, 16);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_HELLO), ==, 88);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_WELCOME), ==, 56);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_BYE), ==, 120);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_SUBSCRIBE), ==, 16);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_REPLY), ==, 0);
+    g_assert_cmpint(vmsig_kind_payload_size(0x0999), ==, -1);
+
+    g_assert_true(vmsig_arb_policy_by_name("deny") == vmsig_arb_deny);
+    g_assert_true(vmsig_arb_policy_by_name("preempt") == vmsig_arb_preempt);
+    g_assert_true(vmsig_arb_policy_by_name("priority") == vmsig_arb_priority);
+    g_assert_null(vmsig_arb_policy_by_name("coinflip"));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/grants/parse/forms", test_parse_forms);
+    g_test_add_func("/grants/parse/cap-names", test_parse_every_cap_name);
+    g_test_add_func("/grants/refuse/retired", test_refuse_retired);
+    g_test_add_func("/grants/refuse/bad", test_refuse_bad);
+    g_test_add_func("/grants/lookup/precedence", test_lookup_precedence);
+    g_test_add_func("/grants/set", test_set);
+    g_test_add_func("/grants/load", test_load);
+    g_test_add_func("/grants/check-and-names", test_grant_check_and_names);
+    return g_test_run();
+}
