@@ -1,0 +1,731 @@
+/*
+ * sockctl.c - the UNIX socket listener and socket controls: accept,
+ * SO_PEERCRED, handshake (with a timeout), commands in, events out through a
+ * bounded queue. A misbehaving peer loses its own connection, nothing else.
+ * Everything runs on the core's loop thread through vmsig__watch_*.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core_internal.h"
+#include "wire.h"
+
+/* Receive at most this many times per readiness callback, so one busy peer
+ * cannot starve the loop (epoll is level-triggered: we are called again). */
+#define READ_ROUNDS 16
+
+typedef struct listener listener;
+typedef struct sockconn sockconn;
+
+enum conn_state {
+    ST_HANDSHAKE, /* waiting for HELLO */
+    ST_ATTACHED,  /* a control of the core */
+    ST_LINGER,    /* detached; flushing a last BYE before close, bounded by a timer */
+};
+
+struct sockconn {
+    sockconn *prev, *next; /* in listener->conns while the listener lives */
+    listener *l;           /* NULL once the listener is gone (core shutting down) */
+    vmsig_core *core;
+    int fd, tfd;
+    vmsig_watch *w, *tw;
+    uint32_t wevents;
+    vmsig_wire_reader *rd;
+    vmsig_wire_writer *wr;
+    enum conn_state state;
+    vmsig_control *ctl;
+    uid_t uid;
+    pid_t pid;
+    unsigned queue_limit, timeout_ms;
+    unsigned busy;  /* >0 while inside one of our callbacks */
+    int dead;       /* closed; freed when busy drops to 0 */
+    int in_attach;  /* vmsig_core_attach is delivering the snapshot */
+    int paused;     /* input paused: our output backlog is high */
+    int shutdown;   /* the core is going away: no lingering */
+    char bye[sizeof(vmsig_wire_bye)];
+};
+
+struct listener {
+    vmsig_core *core;
+    int fd;
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    const vmsig_grants *grants;
+    vmsig_watch *w;
+    sockconn *conns;
+    unsigned nconns;
+};
+
+static void conn_input(sockconn *c);
+
+static void close_fds(int *fds, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    }
+}
+
+static const char *reason(int why)
+{
+    switch (why) {
+    case -ENOBUFS:    return "slow reader: event queue full";
+    case -ESHUTDOWN:  return "server shutting down";
+    case -ETIMEDOUT:  return "handshake timed out";
+    case -EPIPE:      return "peer closed";
+    case 0:           return "detached";
+    default:          return strerror(-why);
+    }
+}
+
+/* ---- connection lifetime ---- */
+
+static void conn_free(sockconn *c)
+{
+    if (c->w) {
+        vmsig__watch_del(c->w);
+    }
+    if (c->tw) {
+        vmsig__watch_del(c->tw);
+    }
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    if (c->tfd >= 0) {
+        close(c->tfd);
+    }
+    vmsig__wire_reader_free(c->rd);
+    vmsig__wire_writer_free(c->wr);
+    if (c->l) {
+        listener *l = c->l;
+        if (c->prev) {
+            c->prev->next = c->next;
+        } else {
+            l->conns = c->next;
+        }
+        if (c->next) {
+            c->next->prev = c->prev;
+        }
+        l->nconns--;
+    }
+    free(c);
+}
+
+/* Close now (or as soon as our callback returns). */
+static void conn_close(sockconn *c)
+{
+    if (c->dead) {
+        return;
+    }
+    c->dead = 1;
+    if (c->w) {
+        vmsig__watch_del(c->w);
+        c->w = NULL;
+    }
+    if (c->tw) {
+        vmsig__watch_del(c->tw);
+        c->tw = NULL;
+    }
+    if (c->busy == 0) {
+        conn_free(c);
+    }
+}
+
+static void conn_enter(sockconn *c)
+{
+    c->busy++;
+}
+
+static void conn_leave(sockconn *c)
+{
+    if (--c->busy == 0 && c->dead) {
+        conn_free(c);
+    }
+}
+
+static void update_watch(sockconn *c)
+{
+    if (c->dead || !c->w) {
+        return;
+    }
+    uint32_t ev = 0;
+    if (c->state != ST_LINGER && !c->paused) {
+        ev |= EPOLLIN;
+    }
+    if (vmsig__wire_writer_count(c->wr)) {
+        ev |= EPOLLOUT;
+    }
+    if (ev != c->wevents) {
+        if (vmsig__watch_mod(c->w, ev) == 0) {
+            c->wevents = ev;
+        }
+    }
+}
+
+static void arm_timer(sockconn *c, unsigned ms)
+{
+    struct itimerspec its = { 0 };
+    its.it_value.tv_sec = ms / 1000;
+    its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L;
+    if (ms == 0) {
+        its.it_value.tv_nsec = 1; /* 0 would disarm */
+    }
+    timerfd_settime(c->tfd, 0, &its, NULL);
+}
+
+static void disarm_timer(sockconn *c)
+{
+    struct itimerspec its = { 0 };
+    timerfd_settime(c->tfd, 0, &its, NULL);
+}
+
+static void push_reply(sockconn *c, uint64_t id, uint32_t endpoint, int status,
+                       const void *body, uint32_t len)
+{
+    vmsig_wire_hdr h = { .kind = VMSIG_MSG_REPLY, .len = len, .id = id,
+                         .endpoint = endpoint, .status = status };
+    vmsig__wire_writer_push(c->wr, &h, body, len, NULL, 0, NULL, 0, 0);
+}
+
+static void push_bye(sockconn *c, int status, const char *text)
+{
+    vmsig_wire_bye b;
+    memset(&b, 0, sizeof(b));
+    snprintf(b.text, sizeof(b.text), "%s", text && *text ? text : reason(status));
+    vmsig_wire_hdr h = { .kind = VMSIG_MSG_BYE, .len = sizeof(b), .status = status };
+    vmsig__wire_writer_push(c->wr, &h, &b, sizeof(b), NULL, 0, NULL, 0, 0);
+}
+
+/* Flush what can be flushed; linger (bounded) for the rest, or close. */
+static void close_or_linger(sockconn *c)
+{
+    if (c->dead) {
+        return;
+    }
+    int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+    if (rc == -EAGAIN && !c->shutdown && c->l && c->w && c->tw) {
+        c->state = ST_LINGER;
+        arm_timer(c, c->timeout_ms);
+        update_watch(c);
+        return;
+    }
+    conn_close(c);
+}
+
+/*
+ * The end of a connection: BYE(why, text) when the peer is still there, then
+ * close. An attached control goes through the core (which calls conn_detach).
+ */
+static void conn_fail(sockconn *c, int why, const char *text)
+{
+    if (c->dead || c->state == ST_LINGER) {
+        return;
+    }
+    snprintf(c->bye, sizeof(c->bye), "%s", text ? text : "");
+    if (c->state == ST_ATTACHED && c->ctl) {
+        vmsig_control *ctl = c->ctl;
+        vmsig_control_detach(ctl, why); /* calls conn_detach */
+        return;
+    }
+    if (why != -EPIPE) {
+        push_bye(c, why, c->bye);
+        close_or_linger(c);
+    } else {
+        conn_close(c);
+    }
+}
+
+/* ---- control ops (called by the core) ---- */
+
+static int conn_deliver(void *opaque, const vmsig_event *ev, const int *fds, unsigned nfds)
+{
+    sockconn *c = opaque;
+    if (c->dead || c->state != ST_ATTACHED) {
+        return -EPIPE;
+    }
+    if (!c->in_attach && vmsig__wire_writer_count(c->wr) >= c->queue_limit) {
+        /* Full: a newer state replaces a queued older one of the same kind. */
+        int dropped = 0;
+        if (ev->kind == VMSIG_EV_RUNSTATE || ev->kind == VMSIG_EV_MEMCTX) {
+            dropped = vmsig__wire_writer_drop(c->wr, (uint16_t)ev->kind, ev->endpoint);
+        }
+        if (!dropped) {
+            return -EAGAIN;
+        }
+    }
+    vmsig_wire_hdr h;
+    if (vmsig__wire_event_hdr(ev, nfds, &h) < 0) {
+        return 0; /* not representable on the wire: the core's bug, not the peer's */
+    }
+    int dups[VMSIG_WIRE_MAX_FDS];
+    for (unsigned i = 0; i < nfds; i++) {
+        dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+        if (dups[i] < 0) {
+            close_fds(dups, i);
+            return -EAGAIN;
+        }
+    }
+    const vmsig_wire_kind *k = vmsig__wire_kind(ev->kind);
+    if (vmsig__wire_writer_push(c->wr, &h, ev->u.raw, vmsig__wire_fixed(k), ev->ool, ev->ool_len, dups,
+                                nfds, 0) < 0) {
+        close_fds(dups, nfds);
+        return -EAGAIN;
+    }
+    if (c->in_attach) {
+        return 0; /* WELCOME goes first; flushed after attach */
+    }
+    int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+    if (rc == -EPIPE) {
+        return -EPIPE;
+    }
+    update_watch(c);
+    return 0;
+}
+
+static void conn_detach(void *opaque, int why)
+{
+    sockconn *c = opaque;
+    c->ctl = NULL;
+    if (c->dead) {
+        return;
+    }
+    if (c->shutdown && why == 0) {
+        why = -ESHUTDOWN;
+    }
+    if (why == -EPIPE) {
+        conn_close(c);
+        return;
+    }
+    if (c->shutdown) {
+        vmsig__wire_writer_flush(c->wr, c->fd); /* best effort, never waits */
+    }
+    if (why == -ENOBUFS || c->shutdown) {
+        /* What is still queued cannot be delivered in time: say why instead. */
+        vmsig__wire_writer_drop_unstarted(c->wr);
+    }
+    push_bye(c, why, c->bye);
+    close_or_linger(c);
+}
+
+static const vmsig_control_ops sock_ops = {
+    .name = "socket",
+    .deliver = conn_deliver,
+    .detach = conn_detach,
+};
+
+/* ---- input ---- */
+
+static void handshake(sockconn *c, const vmsig_wire_frame *f)
+{
+    vmsig_wire_hello hello;
+    memcpy(&hello, f->payload, sizeof(hello));
+    char text[sizeof(vmsig_wire_bye)];
+    int err;
+
+    if (hello.version != VMSIG_WIRE_VERSION) {
+        err = -EPROTONOSUPPORT;
+        snprintf(text, sizeof(text), "protocol version %u not supported (server speaks %u)",
+                 hello.version, VMSIG_WIRE_VERSION);
+        goto refuse;
+    }
+    char token[VMSIG_TOKEN_MAX + 1];
+    memcpy(token, hello.token, VMSIG_TOKEN_MAX);
+    token[VMSIG_TOKEN_MAX] = '\0';
+
+    vmsig_grant g;
+    err = c->l && c->l->grants
+              ? vmsig_grants_lookup(c->l->grants, (uint32_t)c->uid, token[0] ? token : NULL, &g)
+              : -EPERM;
+    if (err < 0) {
+        err = -EPERM;
+        snprintf(text, sizeof(text), "uid %u%s: no grant", (unsigned)c->uid,
+                 token[0] ? " with that token" : "");
+        goto refuse;
+    }
+    if (vmsig_grant_check(&g) < 0) {
+        err = -EINVAL;
+        snprintf(text, sizeof(text), "grant of uid %u has retired or unknown capability bits 0x%x",
+                 (unsigned)c->uid, g.caps & ~(uint32_t)VMSIG_CAP_ALL);
+        goto refuse;
+    }
+
+    vmsig_sub sub = { hello.sub.source_mask, hello.sub.endpoint_mask };
+    c->state = ST_ATTACHED;
+    c->in_attach = 1;
+    vmsig_control *ctl = vmsig_core_attach(c->core, &sock_ops, c, &g, &sub, &err);
+    c->in_attach = 0;
+    if (!ctl) {
+        c->state = ST_HANDSHAKE;
+        vmsig__wire_writer_drop_unstarted(c->wr);
+        snprintf(text, sizeof(text), "attach refused: %s", strerror(-err));
+        goto refuse;
+    }
+    c->ctl = ctl;
+    disarm_timer(c);
+
+    vmsig_sub eff = vmsig_control_sub(ctl);
+    const vmsig_grant *cg = vmsig_control_grant(ctl);
+    vmsig_wire_welcome wl = {
+        .version = VMSIG_WIRE_VERSION,
+        .principal = cg->principal,
+        .endpoint_mask = cg->endpoint_mask,
+        .caps = cg->caps,
+        .priority = cg->priority,
+        .sub = { .source_mask = eff.source_mask, .endpoint_mask = eff.endpoint_mask },
+        .max_payload = VMSIG_WIRE_MAX_PAYLOAD,
+        .max_fds = VMSIG_WIRE_MAX_FDS,
+        .queue_limit = c->queue_limit,
+    };
+    vmsig_wire_hdr h = { .kind = VMSIG_MSG_WELCOME, .len = sizeof(wl), .id = f->hdr.id };
+    vmsig__wire_writer_push(c->wr, &h, &wl, sizeof(wl), NULL, 0, NULL, 0, 1);
+    if (vmsig__wire_writer_flush(c->wr, c->fd) == -EPIPE) {
+        conn_fail(c, -EPIPE, "peer closed");
+        return;
+    }
+    update_watch(c);
+    return;
+
+refuse:
+    push_reply(c, f->hdr.id, f->hdr.endpoint, err, NULL, 0);
+    conn_fail(c, err, text);
+}
+
+static void command(sockconn *c, const vmsig_wire_frame *f)
+{
+    if (f->hdr.kind == VMSIG_MSG_SUBSCRIBE) {
+        vmsig_wire_sub ws;
+        memcpy(&ws, f->payload, sizeof(ws));
+        vmsig_sub sub = { ws.source_mask, ws.endpoint_mask };
+        vmsig_control_subscribe(c->ctl, &sub);
+        if (c->dead || !c->ctl) {
+            return;
+        }
+        vmsig_sub eff = vmsig_control_sub(c->ctl);
+        vmsig_wire_sub out = { .source_mask = eff.source_mask, .endpoint_mask = eff.endpoint_mask };
+        push_reply(c, f->hdr.id, f->hdr.endpoint, 0, &out, sizeof(out));
+        return;
+    }
+    vmsig_event ev;
+    vmsig__wire_frame_event(&f->hdr, f->payload, &ev);
+    vmsig_reply rep;
+    memset(&rep, 0, sizeof(rep));
+    int rc = vmsig_control_submit(c->ctl, &ev, &rep);
+    if (c->dead || c->state != ST_ATTACHED) {
+        return; /* detached meanwhile (e.g. our own queue overflowed) */
+    }
+    uint32_t len = rc == 0 && rep.len <= VMSIG_REPLY_BODY_MAX ? rep.len : 0;
+    push_reply(c, f->hdr.id, f->hdr.endpoint, rc, rep.body, len);
+}
+
+static void frame(sockconn *c, vmsig_wire_frame *f)
+{
+    char text[sizeof(vmsig_wire_bye)];
+    if (c->state == ST_HANDSHAKE) {
+        if (f->hdr.kind != VMSIG_MSG_HELLO) {
+            snprintf(text, sizeof(text), "expected HELLO first, got %s (0x%04x)",
+                     vmsig_kind_name(f->hdr.kind), f->hdr.kind);
+            conn_fail(c, -EPROTO, text);
+            return;
+        }
+        handshake(c, f);
+        return;
+    }
+    if (f->hdr.kind == VMSIG_MSG_HELLO) {
+        conn_fail(c, -EPROTO, "second HELLO after the handshake");
+        return;
+    }
+    command(c, f);
+}
+
+/* Stop taking commands while our replies pile up; resume when drained. */
+static int backlog_high(sockconn *c)
+{
+    return vmsig__wire_writer_count(c->wr) >= c->queue_limit;
+}
+
+static void conn_input(sockconn *c)
+{
+    for (int round = 0;; round++) {
+        for (;;) {
+            if (c->dead || c->state == ST_LINGER) {
+                return;
+            }
+            if (backlog_high(c)) {
+                c->paused = 1;
+                update_watch(c);
+                return;
+            }
+            vmsig_wire_frame f;
+            int rc = vmsig__wire_reader_next(c->rd, &f);
+            if (rc == 0) {
+                break;
+            }
+            if (rc < 0) {
+                conn_fail(c, rc, vmsig__wire_reader_error(c->rd));
+                return;
+            }
+            frame(c, &f);
+            close_fds(f.fds, f.nfds); /* client frames carry none; belt and braces */
+        }
+        if (round == READ_ROUNDS) {
+            break;
+        }
+        int rc = vmsig__wire_reader_fill(c->rd, c->fd);
+        if (rc == -EAGAIN) {
+            break;
+        }
+        if (rc < 0) {
+            conn_fail(c, rc, vmsig__wire_reader_error(c->rd));
+            return;
+        }
+    }
+    if (!c->dead && vmsig__wire_writer_count(c->wr)) {
+        int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+        if (rc < 0 && rc != -EAGAIN) {
+            conn_fail(c, -EPIPE, "peer closed");
+            return;
+        }
+        update_watch(c);
+    }
+}
+
+static void conn_ready(void *opaque, uint32_t events)
+{
+    sockconn *c = opaque;
+    if (c->dead) {
+        return;
+    }
+    conn_enter(c);
+    if (c->state == ST_LINGER) {
+        int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+        if (rc != -EAGAIN || (events & (EPOLLERR | EPOLLHUP))) {
+            conn_close(c);
+        }
+        conn_leave(c);
+        return;
+    }
+    if (events & EPOLLOUT) {
+        int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+        if (rc < 0 && rc != -EAGAIN) {
+            conn_fail(c, -EPIPE, "peer closed");
+            conn_leave(c);
+            return;
+        }
+        if (c->paused && vmsig__wire_writer_count(c->wr) <= c->queue_limit / 2) {
+            c->paused = 0;
+            conn_input(c); /* frames may be waiting in our buffer */
+        }
+        update_watch(c);
+    }
+    if (!c->dead && !c->paused && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+        conn_input(c);
+    }
+    conn_leave(c);
+}
+
+static void conn_timer(void *opaque, uint32_t events)
+{
+    sockconn *c = opaque;
+    uint64_t ticks;
+    if (c->dead || read(c->tfd, &ticks, sizeof(ticks)) != sizeof(ticks)) {
+        return;
+    }
+    conn_enter(c);
+    if (c->state == ST_HANDSHAKE) {
+        char text[sizeof(vmsig_wire_bye)];
+        snprintf(text, sizeof(text), "no HELLO within %u ms", c->timeout_ms);
+        conn_fail(c, -ETIMEDOUT, text);
+    } else if (c->state == ST_LINGER) {
+        conn_close(c);
+    }
+    conn_leave(c);
+}
+
+/* ---- listener ---- */
+
+static void accept_one(listener *l, int fd)
+{
+    const vmsig_core_config *cfg = vmsig__core_config(l->core);
+    struct ucred cred;
+    socklen_t clen = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+        l->nconns >= (cfg->max_controls ? cfg->max_controls : 256u) * 2u) {
+        close(fd);
+        return;
+    }
+    sockconn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    c->core = l->core;
+    c->uid = cred.uid;
+    c->pid = cred.pid;
+    c->queue_limit = cfg->queue_limit ? cfg->queue_limit : 256u;
+    c->timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : 5000u;
+    c->rd = vmsig__wire_reader_new(VMSIG_WIRE_C2S);
+    c->wr = vmsig__wire_writer_new();
+    c->l = l;
+    c->next = l->conns;
+    if (l->conns) {
+        l->conns->prev = c;
+    }
+    l->conns = c;
+    l->nconns++;
+    int err = 0;
+    if (c->tfd < 0 || !c->rd || !c->wr) {
+        conn_free(c);
+        return;
+    }
+    c->w = vmsig__watch_add(l->core, fd, EPOLLIN, conn_ready, c, &err);
+    c->wevents = EPOLLIN;
+    if (c->w) {
+        c->tw = vmsig__watch_add(l->core, c->tfd, EPOLLIN, conn_timer, c, &err);
+    }
+    if (!c->w || !c->tw) {
+        conn_free(c);
+        return;
+    }
+    arm_timer(c, c->timeout_ms);
+}
+
+static void listener_ready(void *opaque, uint32_t events)
+{
+    listener *l = opaque;
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            break; /* EAGAIN; EMFILE etc.: retried on the next readiness */
+        }
+        accept_one(l, fd);
+    }
+}
+
+static void listener_free(void *opaque)
+{
+    listener *l = opaque;
+    if (l->w) {
+        vmsig__watch_del(l->w);
+    }
+    if (l->fd >= 0) {
+        close(l->fd);
+    }
+    if (l->path) {
+        struct stat st;
+        /* Only our own socket: someone may have replaced it meanwhile. */
+        if (lstat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino) {
+            unlink(l->path);
+        }
+        free(l->path);
+    }
+    sockconn *c = l->conns;
+    while (c) {
+        sockconn *next = c->next;
+        c->l = NULL;
+        c->prev = c->next = NULL;
+        c->shutdown = 1;
+        if (c->state != ST_ATTACHED) {
+            /* Pending handshakes and lingering BYEs: one last try. */
+            if (c->state == ST_HANDSHAKE && !c->dead) {
+                push_bye(c, -ESHUTDOWN, NULL);
+                vmsig__wire_writer_flush(c->wr, c->fd);
+            }
+            conn_close(c);
+        }
+        c = next;
+    }
+    free(l);
+}
+
+int vmsig_core_listen(vmsig_core *core, const char *path, const vmsig_grants *grants)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (!core || !path || !*path) {
+        return -EINVAL;
+    }
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, path);
+
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            return -EEXIST;
+        }
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (probe < 0) {
+            return -errno;
+        }
+        int rc = connect(probe, (struct sockaddr *)&sa, sizeof(sa));
+        int e = errno;
+        close(probe);
+        if (rc == 0 || e == EAGAIN || e == EINPROGRESS) {
+            return -EADDRINUSE; /* somebody answers there */
+        }
+        if (e == ECONNREFUSED) {
+            unlink(path); /* stale: nobody listens */
+        }
+    }
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int rc;
+    /* 0600 from the start (the inode takes the socket's mode), and again on
+     * the path before listen(), so nobody else can ever connect. */
+    if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
+    if (chmod(path, 0600) < 0 || lstat(path, &st) < 0 || listen(fd, 128) < 0) {
+        rc = -errno;
+        unlink(path);
+        close(fd);
+        return rc;
+    }
+    listener *l = calloc(1, sizeof(*l));
+    if (!l || !(l->path = strdup(path))) {
+        free(l);
+        unlink(path);
+        close(fd);
+        return -ENOMEM;
+    }
+    l->core = core;
+    l->fd = fd;
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+    l->grants = grants;
+    int err = 0;
+    l->w = vmsig__watch_add(core, fd, EPOLLIN, listener_ready, l, &err);
+    if (!l->w) {
+        listener_free(l);
+        return err ? err : -ENOMEM;
+    }
+    rc = vmsig__core_set_listener(core, l, listener_free);
+    if (rc < 0) {
+        listener_free(l);
+        return -EALREADY;
+    }
+    return 0;
+}
