@@ -1,0 +1,889 @@
+/*
+ * test_sock.c - the listener and socket controls over real UNIX sockets.
+ * The core runs in this process, driven with vmsig_core_dispatch; peers are
+ * raw socket code. Every refusal asserts its exact errno, and after every bad
+ * peer a witness control proves the core and the others still work.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vmsig/vmsig_core.h"
+#include "../../lib/wire.h"
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    g_assert_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] != '.') {
+            n++;
+        }
+    }
+    closedir(d);
+    return n - 1; /* the DIR's own fd */
+}
+
+/* ---- fixture: a core listening, a witness peer attached ---- */
+
+typedef struct detach_rec {
+    int count;
+    int last_why;
+    char last_text[128];
+} detach_rec;
+
+typedef struct peer {
+    int fd;
+    vmsig_wire_reader *rd;
+    vmsig_wire_welcome welcome;
+} peer;
+
+typedef struct fx {
+    char *dir, *path;
+    vmsig_core *core;
+    vmsig_grants *grants;
+    detach_rec det;
+    peer witness;
+    uint64_t witness_id;
+} fx;
+
+static void on_detach(void *opaque, const vmsig_grant *g, int why, const char *text)
+{
+    detach_rec *d = opaque;
+    d->count++;
+    d->last_why = why;
+    g_strlcpy(d->last_text, text ? text : "", sizeof(d->last_text));
+}
+
+static int backend_cmd(void *opaque, const vmsig_event *cmd, uint32_t principal,
+                       vmsig_reply *reply)
+{
+    if (cmd->kind == VMSIG_CMD_VM && cmd->u.cmd.op == VMSIG_VM_QUERY) {
+        vmsig_wire_vminfo vi = { .state = VMSIG_RS_RUNNING, .running = 1, .vcpus = 2,
+                                 .endpoint = cmd->endpoint, .ram_size = 1u << 20 };
+        g_strlcpy(vi.name, "testvm", sizeof(vi.name));
+        memcpy(reply->body, &vi, sizeof(vi));
+        reply->len = sizeof(vi);
+    }
+    return 0;
+}
+
+static const vmsig_backend_ops backend = { .command = backend_cmd };
+
+static void pump(fx *f, int ms)
+{
+    vmsig_loop_run(f->core, NULL, ms);
+}
+
+static void dispatch_now(fx *f)
+{
+    for (int i = 0; i < 4; i++) {
+        vmsig_core_dispatch(f->core);
+    }
+}
+
+static int peer_connect(fx *f, peer *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    g_assert_cmpint(p->fd, >=, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, f->path, sizeof(sa.sun_path));
+    int rc = connect(p->fd, (struct sockaddr *)&sa, sizeof(sa));
+    g_assert_cmpint(rc, ==, 0);
+    p->rd = vmsig__wire_reader_new(VMSIG_WIRE_S2C);
+    dispatch_now(f);
+    return 0;
+}
+
+static void peer_close(peer *p)
+{
+    if (p->fd >= 0) {
+        close(p->fd);
+    }
+    p->fd = -1;
+    vmsig__wire_reader_free(p->rd);
+    p->rd = NULL;
+}
+
+/* Write all bytes (with fds on the first sendmsg), running the core when the
+ * socket is full. */
+static void peer_write(fx *f, peer *p, const void *buf, size_t len, const int *fds, unsigned nfds)
+{
+    const uint8_t *b = buf;
+    int first = 1;
+    while (len || first) {
+        struct iovec iov = { (void *)b, len };
+        union {
+            char c[CMSG_SPACE(64 * sizeof(int))];
+            struct cmsghdr a;
+        } cm;
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+        if (first && nfds) {
+            memset(&cm, 0, sizeof(cm));
+            msg.msg_control = cm.c;
+            msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+            memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+        }
+        ssize_t n = sendmsg(p->fd, &msg, MSG_NOSIGNAL);
+        if (n < 0 && errno == EAGAIN) {
+            pump(f, 5);
+            continue;
+        }
+        if (n < 0) {
+            return; /* the server closed on us: fine, the test checks why */
+        }
+        first = 0;
+        b += n;
+        len -= (size_t)n;
+    }
+}
+
+static void peer_frame(fx *f, peer *p, uint16_t kind, uint64_t id, uint32_t ep, const void *pl,
+                       uint32_t len)
+{
+    uint8_t buf[sizeof(vmsig_wire_hdr) + 2048];
+    g_assert_cmpuint(len, <=, 2048);
+    vmsig_wire_hdr h = { .kind = kind, .len = len, .id = id, .endpoint = ep };
+    memcpy(buf, &h, sizeof(h));
+    if (len) {
+        memcpy(buf + sizeof(h), pl, len);
+    }
+    peer_write(f, p, buf, sizeof(h) + len, NULL, 0);
+}
+
+/* Next frame from the server within ms: 1, 0 (timeout), -EPIPE (closed). */
+static int peer_next(fx *f, peer *p, vmsig_wire_frame *fr, uint8_t *payload, int ms)
+{
+    gint64 end = g_get_monotonic_time() + (gint64)ms * 1000;
+    for (;;) {
+        int rc = vmsig__wire_reader_next(p->rd, fr);
+        g_assert_cmpint(rc, >=, 0);
+        if (rc == 1) {
+            if (payload) {
+                memcpy(payload, fr->payload, fr->hdr.len);
+            }
+            fr->payload = payload;
+            for (unsigned i = 0; i < fr->nfds; i++) {
+                close(fr->fds[i]);
+            }
+            return 1;
+        }
+        rc = vmsig__wire_reader_fill(p->rd, p->fd);
+        if (rc > 0) {
+            continue;
+        }
+        if (rc == -EPIPE) {
+            return -EPIPE;
+        }
+        g_assert_cmpint(rc, ==, -EAGAIN);
+        if (g_get_monotonic_time() > end) {
+            return 0;
+        }
+        pump(f, 2);
+    }
+}
+
+/* Read and drop whatever the server has sent so far. */
+static void peer_drain(peer *p)
+{
+    vmsig_wire_frame fr;
+    for (;;) {
+        int rc = vmsig__wire_reader_next(p->rd, &fr);
+        g_assert_cmpint(rc, >=, 0);
+        if (rc == 1) {
+            for (unsigned i = 0; i < fr.nfds; i++) {
+                close(fr.fds[i]);
+            }
+            continue;
+        }
+        if (vmsig__wire_reader_fill(p->rd, p->fd) <= 0) {
+            return;
+        }
+    }
+}
+
+/* Skip events; return the first REPLY or BYE. */
+static int peer_wait(fx *f, peer *p, vmsig_wire_frame *fr, uint8_t *payload, int ms)
+{
+    for (;;) {
+        int rc = peer_next(f, p, fr, payload, ms);
+        if (rc != 1 || fr->hdr.kind == VMSIG_MSG_REPLY || fr->hdr.kind == VMSIG_MSG_BYE ||
+            fr->hdr.kind == VMSIG_MSG_WELCOME) {
+            return rc;
+        }
+    }
+}
+
+/* The server says BYE(status) with text containing `words`, then closes. */
+static void expect_bye(fx *f, peer *p, int status, const char *words)
+{
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    int rc = peer_wait(f, p, &fr, pl, 3000);
+    if (rc == 1 && fr.hdr.kind == VMSIG_MSG_REPLY) {
+        rc = peer_wait(f, p, &fr, pl, 3000);
+    }
+    g_assert_cmpint(rc, ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_BYE);
+    g_assert_cmpint(fr.hdr.status, ==, status);
+    vmsig_wire_bye bye;
+    memcpy(&bye, pl, sizeof(bye));
+    bye.text[sizeof(bye.text) - 1] = '\0';
+    if (words) {
+        if (!strstr(bye.text, words)) {
+            g_error("BYE text '%s' does not name '%s'", bye.text, words);
+        }
+    }
+    g_assert_cmpint(peer_next(f, p, &fr, pl, 3000), ==, -EPIPE);
+}
+
+static vmsig_wire_hello mkhello(const char *token)
+{
+    vmsig_wire_hello h;
+    memset(&h, 0, sizeof(h));
+    h.version = VMSIG_WIRE_VERSION;
+    h.sub.source_mask = VMSIG_SRC_ALL;
+    h.sub.endpoint_mask = ~0ull;
+    if (token) {
+        memcpy(h.token, token, strlen(token));
+    }
+    return h;
+}
+
+static void peer_attach(fx *f, peer *p, const char *token)
+{
+    peer_connect(f, p);
+    vmsig_wire_hello h = mkhello(token);
+    peer_frame(f, p, VMSIG_MSG_HELLO, 1, 0, &h, sizeof(h));
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    g_assert_cmpint(peer_wait(f, p, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_WELCOME);
+    memcpy(&p->welcome, pl, sizeof(p->welcome));
+}
+
+/* A command and its reply status. */
+static int peer_call(fx *f, peer *p, uint16_t kind, uint32_t ep, const void *pl, uint32_t len,
+                     uint64_t id)
+{
+    peer_frame(f, p, kind, id, ep, pl, len);
+    vmsig_wire_frame fr;
+    uint8_t buf[2048];
+    g_assert_cmpint(peer_wait(f, p, &fr, buf, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+    g_assert_cmpuint(fr.hdr.id, ==, id);
+    return fr.hdr.status;
+}
+
+static void publish_runstate(fx *f, uint32_t ep, uint32_t state)
+{
+    vmsig_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.dir = VMSIG_DIR_UP;
+    ev.kind = VMSIG_EV_RUNSTATE;
+    ev.endpoint = ep;
+    ev.u.seam.state = state;
+    ev.u.seam.running = state == VMSIG_RS_RUNNING;
+    g_assert_cmpint(vmsig_core_publish(f->core, &ev), ==, 0);
+}
+
+/* The core and the witness still work: a command round trip and an event. */
+static void witness_ok(fx *f)
+{
+    g_assert_cmpint(peer_call(f, &f->witness, VMSIG_CMD_NOP, 0, NULL, 0, ++f->witness_id), ==, 0);
+    publish_runstate(f, 0, VMSIG_RS_PAUSED);
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    for (;;) {
+        g_assert_cmpint(peer_next(f, &f->witness, &fr, pl, 3000), ==, 1);
+        if (fr.hdr.kind == VMSIG_EV_RUNSTATE && !(fr.hdr.flags & VMSIG_F_SNAPSHOT)) {
+            break;
+        }
+    }
+    vmsig_wire_seam s;
+    memcpy(&s, pl, sizeof(s));
+    g_assert_cmpuint(s.state, ==, VMSIG_RS_PAUSED);
+    publish_runstate(f, 0, VMSIG_RS_RUNNING);
+    do {
+        g_assert_cmpint(peer_next(f, &f->witness, &fr, pl, 3000), ==, 1);
+    } while (fr.hdr.kind != VMSIG_EV_RUNSTATE);
+}
+
+static void fx_setup_cfg(fx *f, const vmsig_core_config *over)
+{
+    memset(f, 0, sizeof(*f));
+    f->dir = g_dir_make_tmp("vmsig-sock-XXXXXX", NULL);
+    g_assert_nonnull(f->dir);
+    f->path = g_build_filename(f->dir, "ctl.sock", NULL);
+    char *text = g_strdup_printf("uid:%u endpoints=0,1 caps=OBSERVE,VM,MEMCTX,INPUT\n"
+                                 "token:observer endpoints=0 caps=OBSERVE\n"
+                                 "token:root endpoints=all caps=all priority=10\n",
+                                 (unsigned)getuid());
+    int err = 0;
+    char eb[256];
+    f->grants = vmsig_grants_parse(text, &err, eb, sizeof(eb));
+    g_free(text);
+    g_assert_nonnull(f->grants);
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION };
+    if (over) {
+        cfg = *over;
+    }
+    cfg.backend = &backend;
+    cfg.on_detach = on_detach;
+    cfg.log_opaque = &f->det;
+    f->core = vmsig_core_new(&cfg, &err);
+    g_assert_nonnull(f->core);
+    g_assert_cmpint(vmsig_core_listen(f->core, f->path, f->grants), ==, 0);
+    publish_runstate(f, 0, VMSIG_RS_RUNNING);
+    peer_attach(f, &f->witness, NULL);
+    g_assert_cmpuint(vmsig_core_control_count(f->core), ==, 1);
+}
+
+static void fx_setup(fx *f, gconstpointer data)
+{
+    fx_setup_cfg(f, NULL);
+}
+
+static void fx_teardown(fx *f, gconstpointer data)
+{
+    peer_close(&f->witness);
+    vmsig_core_free(f->core);
+    vmsig_grants_free(f->grants);
+    g_assert_false(g_file_test(f->path, G_FILE_TEST_EXISTS)); /* unlinked on free */
+    rmdir(f->dir);
+    g_free(f->path);
+    g_free(f->dir);
+}
+
+/* ---- bad input ---- */
+
+static void test_truncated_header(fx *f, gconstpointer d)
+{
+    int before = count_fds();
+    peer p;
+    peer_connect(f, &p);
+    vmsig_wire_hdr h = { .kind = VMSIG_MSG_HELLO, .len = sizeof(vmsig_wire_hello) };
+    peer_write(f, &p, &h, 10, NULL, 0);
+    pump(f, 20);
+    peer_close(&p);
+    pump(f, 50);
+    g_assert_cmpint(count_fds(), ==, before);
+    witness_ok(f);
+}
+
+static void test_oversized(fx *f, gconstpointer d)
+{
+    /* Before the handshake and after it; only the header is ever sent. */
+    for (int attached = 0; attached < 2; attached++) {
+        peer p;
+        if (attached) {
+            peer_attach(f, &p, NULL);
+        } else {
+            peer_connect(f, &p);
+        }
+        vmsig_wire_hdr h = { .kind = VMSIG_CMD_MEMWRITE, .len = VMSIG_WIRE_MAX_PAYLOAD + 1 };
+        peer_write(f, &p, &h, sizeof(h), NULL, 0);
+        expect_bye(f, &p, -EMSGSIZE, "limit");
+        peer_close(&p);
+        witness_ok(f);
+    }
+    g_assert_cmpint(f->det.last_why, ==, -EMSGSIZE);
+}
+
+static void test_unknown_kind(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_attach(f, &p, NULL);
+    peer_frame(f, &p, 0x7777, 5, 0, NULL, 0);
+    expect_bye(f, &p, -EPROTO, "unknown frame kind 0x7777");
+    peer_close(&p);
+    g_assert_cmpint(f->det.last_why, ==, -EPROTO);
+    /* A server-only kind from a client is refused the same way. */
+    peer_attach(f, &p, NULL);
+    vmsig_wire_seam s = { 0 };
+    peer_frame(f, &p, VMSIG_EV_RUNSTATE, 5, 0, &s, sizeof(s));
+    expect_bye(f, &p, -EPROTO, "may not be sent by the client");
+    peer_close(&p);
+    witness_ok(f);
+}
+
+static void test_wrong_size(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_attach(f, &p, NULL);
+    uint8_t four[4] = { 1, 0, 0, 0 };
+    peer_frame(f, &p, VMSIG_CMD_VM, 5, 0, four, sizeof(four));
+    expect_bye(f, &p, -EBADMSG, "expected 8");
+    peer_close(&p);
+    /* Inner length disagreeing with the frame. */
+    peer_attach(f, &p, NULL);
+    struct {
+        vmsig_wire_input in;
+        char text[4];
+    } in = { { .op = VMSIG_INPUT_TEXT, .len = 9 }, "abcd" };
+    peer_frame(f, &p, VMSIG_CMD_INPUT, 6, 0, &in, sizeof(in));
+    expect_bye(f, &p, -EBADMSG, "INPUT");
+    peer_close(&p);
+    g_assert_cmpint(f->det.last_why, ==, -EBADMSG);
+    witness_ok(f);
+}
+
+static void test_split_bytes(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_connect(f, &p);
+    vmsig_wire_hello hello = mkhello(NULL);
+    uint8_t buf[sizeof(vmsig_wire_hdr) + sizeof(hello)];
+    vmsig_wire_hdr h = { .kind = VMSIG_MSG_HELLO, .len = sizeof(hello), .id = 1 };
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h), &hello, sizeof(hello));
+    for (size_t i = 0; i < sizeof(buf); i++) {
+        peer_write(f, &p, buf + i, 1, NULL, 0);
+        dispatch_now(f);
+    }
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    g_assert_cmpint(peer_wait(f, &p, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_WELCOME);
+    vmsig_wire_cmd q = { .op = VMSIG_VM_QUERY };
+    h = (vmsig_wire_hdr){ .kind = VMSIG_CMD_VM, .len = sizeof(q), .id = 77 };
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h), &q, sizeof(q));
+    for (size_t i = 0; i < sizeof(h) + sizeof(q); i++) {
+        peer_write(f, &p, buf + i, 1, NULL, 0);
+        dispatch_now(f);
+    }
+    g_assert_cmpint(peer_wait(f, &p, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+    g_assert_cmpuint(fr.hdr.id, ==, 77);
+    g_assert_cmpint(fr.hdr.status, ==, 0);
+    g_assert_cmpuint(fr.hdr.len, ==, sizeof(vmsig_wire_vminfo));
+    vmsig_wire_vminfo vi;
+    memcpy(&vi, pl, sizeof(vi));
+    g_assert_cmpstr(vi.name, ==, "testvm");
+    peer_close(&p);
+    witness_ok(f);
+}
+
+static void test_many_in_one_write(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_attach(f, &p, NULL);
+    enum { N = 200 };
+    static uint8_t buf[N * sizeof(vmsig_wire_hdr)];
+    for (int i = 0; i < N; i++) {
+        vmsig_wire_hdr h = { .kind = VMSIG_CMD_NOP, .id = 1000 + (uint64_t)i };
+        memcpy(buf + i * sizeof(h), &h, sizeof(h));
+    }
+    peer_write(f, &p, buf, sizeof(buf), NULL, 0);
+    for (int i = 0; i < N; i++) {
+        vmsig_wire_frame fr;
+        g_assert_cmpint(peer_wait(f, &p, &fr, NULL, 3000), ==, 1);
+        g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+        g_assert_cmpuint(fr.hdr.id, ==, 1000 + (uint64_t)i);
+        g_assert_cmpint(fr.hdr.status, ==, 0);
+    }
+    peer_close(&p);
+    witness_ok(f);
+}
+
+static void test_fds_undeclared(fx *f, gconstpointer d)
+{
+    int before = count_fds();
+    peer p;
+    peer_attach(f, &p, NULL);
+    int pfd[2];
+    g_assert_cmpint(pipe2(pfd, O_CLOEXEC), ==, 0);
+    int fds[3] = { pfd[0], pfd[1], pfd[0] };
+    vmsig_wire_hdr h = { .kind = VMSIG_CMD_NOP, .id = 9 };
+    peer_write(f, &p, &h, sizeof(h), fds, 3);
+    close(pfd[0]);
+    close(pfd[1]);
+    expect_bye(f, &p, -EPROTO, "declares none");
+    peer_close(&p);
+    pump(f, 10);
+    g_assert_cmpint(count_fds(), ==, before);
+    witness_ok(f);
+
+    /* Declared on a kind that carries none: refused from the header. */
+    peer_attach(f, &p, NULL);
+    h.nfds = 1;
+    peer_write(f, &p, &h, sizeof(h), NULL, 0);
+    expect_bye(f, &p, -EPROTO, "carries none");
+    peer_close(&p);
+    witness_ok(f);
+}
+
+static void test_too_many_fds(fx *f, gconstpointer d)
+{
+    int before = count_fds();
+    peer p;
+    peer_attach(f, &p, NULL);
+    int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int fds[VMSIG_WIRE_MAX_FDS + 4];
+    for (unsigned i = 0; i < G_N_ELEMENTS(fds); i++) {
+        fds[i] = nul;
+    }
+    vmsig_wire_hdr h = { .kind = VMSIG_CMD_NOP, .id = 9 };
+    peer_write(f, &p, &h, sizeof(h), fds, G_N_ELEMENTS(fds));
+    close(nul);
+    expect_bye(f, &p, -EPROTO, "truncated");
+    peer_close(&p);
+    pump(f, 10);
+    g_assert_cmpint(count_fds(), ==, before);
+    witness_ok(f);
+}
+
+static void test_cmd_before_hello(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_connect(f, &p);
+    vmsig_wire_cmd c = { .op = VMSIG_VM_QUERY };
+    peer_frame(f, &p, VMSIG_CMD_VM, 3, 0, &c, sizeof(c));
+    expect_bye(f, &p, -EPROTO, "expected HELLO");
+    peer_close(&p);
+    witness_ok(f);
+}
+
+static void test_second_hello(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_attach(f, &p, NULL);
+    vmsig_wire_hello h = mkhello(NULL);
+    peer_frame(f, &p, VMSIG_MSG_HELLO, 2, 0, &h, sizeof(h));
+    expect_bye(f, &p, -EPROTO, "second HELLO");
+    peer_close(&p);
+    g_assert_cmpint(f->det.last_why, ==, -EPROTO);
+    witness_ok(f);
+}
+
+static void test_wrong_version(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_connect(f, &p);
+    vmsig_wire_hello h = mkhello(NULL);
+    h.version = 99;
+    peer_frame(f, &p, VMSIG_MSG_HELLO, 42, 0, &h, sizeof(h));
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    g_assert_cmpint(peer_wait(f, &p, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+    g_assert_cmpuint(fr.hdr.id, ==, 42);
+    g_assert_cmpint(fr.hdr.status, ==, -EPROTONOSUPPORT);
+    expect_bye(f, &p, -EPROTONOSUPPORT, "version 99");
+    peer_close(&p);
+    witness_ok(f);
+}
+
+static void test_no_grant(fx *f, gconstpointer d)
+{
+    /* A table with no entry for our uid and no default. */
+    int err;
+    vmsig_grants *only = vmsig_grants_parse("token:right endpoints=0 caps=OBSERVE\n", &err, NULL, 0);
+    g_assert_nonnull(only);
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION };
+    vmsig_core *c2 = vmsig_core_new(&cfg, &err);
+    char *path2 = g_build_filename(f->dir, "other.sock", NULL);
+    g_assert_cmpint(vmsig_core_listen(c2, path2, only), ==, 0);
+    vmsig_core *keep = f->core;
+    char *keep_path = f->path;
+    f->core = c2;
+    f->path = path2;
+    for (int tok = 0; tok < 2; tok++) {
+        peer p;
+        peer_connect(f, &p);
+        vmsig_wire_hello h = mkhello(tok ? "wrong" : NULL);
+        peer_frame(f, &p, VMSIG_MSG_HELLO, 1, 0, &h, sizeof(h));
+        vmsig_wire_frame fr;
+        uint8_t pl[2048];
+        g_assert_cmpint(peer_wait(f, &p, &fr, pl, 3000), ==, 1);
+        g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+        g_assert_cmpint(fr.hdr.status, ==, -EPERM);
+        char *uidtext = g_strdup_printf("uid %u", (unsigned)getuid());
+        expect_bye(f, &p, -EPERM, uidtext);
+        g_free(uidtext);
+        peer_close(&p);
+    }
+    g_assert_cmpuint(vmsig_core_control_count(c2), ==, 0);
+    f->core = keep;
+    f->path = keep_path;
+    vmsig_core_free(c2);
+    vmsig_grants_free(only);
+    g_free(path2);
+    witness_ok(f);
+}
+
+static void test_retired_bit(fx *f, gconstpointer d)
+{
+    int err = 0;
+    char eb[256] = "";
+    vmsig_grants *g = vmsig_grants_parse("token:old endpoints=0 caps=0x4\n", &err, eb, sizeof(eb));
+    g_assert_null(g);
+    g_assert_cmpint(err, ==, -EINVAL);
+    g_assert_nonnull(strstr(eb, "retired"));
+    g = vmsig_grants_parse("token:old endpoints=0 caps=0x10\n", &err, eb, sizeof(eb));
+    g_assert_null(g);
+    g_assert_cmpint(err, ==, -EINVAL);
+    vmsig_grant bad = { .principal = 7, .endpoint_mask = 1, .caps = VMSIG_CAP_OBSERVE | 0x4 };
+    g_assert_cmpint(vmsig_grants_set(f->grants, 4242, NULL, &bad), ==, -EINVAL);
+    /* The core refuses such a grant too, whoever hands it over. */
+    static const vmsig_control_ops ops = { .name = "x" };
+    vmsig_sub sub = { VMSIG_SRC_ALL, ~0ull };
+    err = 0;
+    g_assert_null(vmsig_core_attach(f->core, &ops, NULL, &bad, &sub, &err));
+    g_assert_cmpint(err, ==, -EINVAL);
+    witness_ok(f);
+}
+
+static void test_beyond_grant(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_attach(f, &p, "observer");
+    g_assert_cmpuint(p.welcome.caps, ==, VMSIG_CAP_OBSERVE);
+    g_assert_cmpuint(p.welcome.endpoint_mask, ==, 1);
+    vmsig_wire_cmd c = { .op = VMSIG_PWR_RESET };
+    g_assert_cmpint(peer_call(f, &p, VMSIG_CMD_POWER, 0, &c, sizeof(c), 5), ==, -EPERM);
+    /* Still connected. */
+    g_assert_cmpint(peer_call(f, &p, VMSIG_CMD_NOP, 0, NULL, 0, 6), ==, 0);
+    /* Endpoint outside the mask, with the capability (our uid has VM on 0,1). */
+    peer q;
+    peer_attach(f, &q, NULL);
+    c.op = VMSIG_VM_QUERY;
+    g_assert_cmpint(peer_call(f, &q, VMSIG_CMD_VM, 0, &c, sizeof(c), 7), ==, 0);
+    g_assert_cmpint(peer_call(f, &q, VMSIG_CMD_VM, 5, &c, sizeof(c), 8), ==, -EPERM);
+    g_assert_cmpint(peer_call(f, &q, VMSIG_CMD_VM, 1, &c, sizeof(c), 9), ==, 0);
+    peer_close(&p);
+    peer_close(&q);
+    witness_ok(f);
+}
+
+static void test_close_midframe(fx *f, gconstpointer d)
+{
+    int before = count_fds();
+    peer p;
+    peer_attach(f, &p, NULL);
+    g_assert_cmpuint(vmsig_core_control_count(f->core), ==, 2);
+    int n0 = f->det.count;
+    uint8_t buf[sizeof(vmsig_wire_hdr) + 4];
+    vmsig_wire_hdr h = { .kind = VMSIG_CMD_VM, .len = 8, .id = 3 };
+    memcpy(buf, &h, sizeof(h));
+    peer_write(f, &p, buf, sizeof(buf), NULL, 0);
+    pump(f, 10);
+    peer_close(&p);
+    pump(f, 50);
+    g_assert_cmpint(f->det.count, ==, n0 + 1);
+    g_assert_cmpint(f->det.last_why, ==, -EPIPE);
+    g_assert_cmpuint(vmsig_core_control_count(f->core), ==, 1);
+    g_assert_cmpint(count_fds(), ==, before);
+    witness_ok(f);
+}
+
+static void test_handshake_timeout(void)
+{
+    fx f;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .handshake_timeout_ms = 150 };
+    fx_setup_cfg(&f, &cfg);
+    peer p;
+    peer_connect(&f, &p);
+    gint64 t0 = g_get_monotonic_time();
+    expect_bye(&f, &p, -ETIMEDOUT, "no HELLO within 150 ms");
+    gint64 dt = (g_get_monotonic_time() - t0) / 1000;
+    g_assert_cmpint(dt, >=, 100);
+    g_assert_cmpint(dt, <, 2000);
+    peer_close(&p);
+    witness_ok(&f);
+    fx_teardown(&f, NULL);
+}
+
+/* Stop reading, publish a flood: the publisher never blocks; the control is
+ * dropped with BYE(-ENOBUFS) once the socket and its queue are full. */
+static void test_slow_reader(void)
+{
+    fx f;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .queue_limit = 8 };
+    fx_setup_cfg(&f, &cfg);
+    peer p;
+    peer_attach(&f, &p, NULL);
+    int n0 = f.det.count;
+    gint64 t0 = g_get_monotonic_time();
+    for (int i = 0; i < 20000 && f.det.count == n0; i++) {
+        vmsig_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.dir = VMSIG_DIR_UP;
+        ev.kind = VMSIG_EV_RESET;
+        ev.endpoint = 1;
+        g_assert_cmpint(vmsig_core_publish(f.core, &ev), ==, 0);
+        /* The witness reads as it goes. */
+        vmsig_core_dispatch(f.core);
+        peer_drain(&f.witness);
+    }
+    g_assert_cmpint(f.det.count, ==, n0 + 1);
+    g_assert_cmpint(f.det.last_why, ==, -ENOBUFS);
+    g_assert_cmpint((g_get_monotonic_time() - t0) / 1000, <, 5000);
+    /* The slow reader finally reads: events, then the BYE. */
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    int events = 0;
+    for (;;) {
+        g_assert_cmpint(peer_next(&f, &p, &fr, pl, 3000), ==, 1);
+        if (fr.hdr.kind == VMSIG_MSG_BYE) {
+            break;
+        }
+        events++;
+    }
+    g_assert_cmpint(fr.hdr.status, ==, -ENOBUFS);
+    g_assert_cmpint(events, >, 0);
+    g_assert_cmpint(peer_next(&f, &p, &fr, pl, 3000), ==, -EPIPE);
+    peer_close(&p);
+
+    /* State events coalesce instead: the control stays and sees the last state. */
+    peer q;
+    peer_attach(&f, &q, NULL);
+    n0 = f.det.count;
+    for (int i = 0; i < 20000; i++) {
+        publish_runstate(&f, 1, i % 2 ? VMSIG_RS_PAUSED : VMSIG_RS_RUNNING);
+        vmsig_core_dispatch(f.core);
+        peer_drain(&f.witness);
+    }
+    publish_runstate(&f, 1, VMSIG_RS_DEBUG);
+    g_assert_cmpint(f.det.count, ==, n0);
+    uint64_t last_seq = 0, gaps = 0;
+    vmsig_wire_seam s = { 0 };
+    for (;;) {
+        int rc = peer_next(&f, &q, &fr, pl, 200);
+        if (rc == 0) {
+            break;
+        }
+        g_assert_cmpint(rc, ==, 1);
+        if (fr.hdr.kind != VMSIG_EV_RUNSTATE || fr.hdr.endpoint != 1) {
+            continue;
+        }
+        g_assert_cmpuint(fr.hdr.id, >, last_seq); /* seq only grows */
+        if (last_seq && fr.hdr.id != last_seq + 1) {
+            gaps++;
+        }
+        last_seq = fr.hdr.id;
+        memcpy(&s, pl, sizeof(s));
+    }
+    g_assert_cmpuint(s.state, ==, VMSIG_RS_DEBUG);
+    g_assert_cmpuint(gaps, >, 0); /* coalescing happened, and is visible */
+    peer_close(&q);
+    witness_ok(&f);
+    fx_teardown(&f, NULL);
+}
+
+/* ---- listener ---- */
+
+static void test_listener(void)
+{
+    char *dir = g_dir_make_tmp("vmsig-listen-XXXXXX", NULL);
+    char *path = g_build_filename(dir, "s", NULL);
+    int err;
+    vmsig_grants *g = vmsig_grants_parse("default endpoints=all caps=OBSERVE\n", &err, NULL, 0);
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION };
+    vmsig_core *a = vmsig_core_new(&cfg, &err);
+    vmsig_core *b = vmsig_core_new(&cfg, &err);
+
+    /* A regular file is never replaced. */
+    g_assert_true(g_file_set_contents(path, "precious", -1, NULL));
+    g_assert_cmpint(vmsig_core_listen(a, path, g), ==, -EEXIST);
+    char *txt = NULL;
+    g_assert_true(g_file_get_contents(path, &txt, NULL, NULL));
+    g_assert_cmpstr(txt, ==, "precious");
+    g_free(txt);
+    unlink(path);
+
+    /* A stale socket (bound, nobody listening) is replaced. */
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    g_assert_cmpint(bind(s, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    close(s);
+    g_assert_cmpint(vmsig_core_listen(a, path, g), ==, 0);
+    struct stat st;
+    g_assert_cmpint(lstat(path, &st), ==, 0);
+    g_assert_true(S_ISSOCK(st.st_mode));
+    g_assert_cmpuint(st.st_mode & 07777, ==, 0600);
+
+    /* A live one is not. */
+    g_assert_cmpint(vmsig_core_listen(b, path, g), ==, -EADDRINUSE);
+    /* One listener per core. */
+    char *other = g_build_filename(dir, "t", NULL);
+    g_assert_cmpint(vmsig_core_listen(a, other, g), ==, -EALREADY);
+    g_assert_false(g_file_test(other, G_FILE_TEST_EXISTS));
+
+    vmsig_core_free(a);
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    g_assert_cmpint(vmsig_core_listen(b, path, g), ==, 0);
+    vmsig_core_free(b);
+    vmsig_grants_free(g);
+    rmdir(dir);
+    g_free(other);
+    g_free(path);
+    g_free(dir);
+}
+
+static void test_cycles(fx *f, gconstpointer d)
+{
+    /* Warm up (lazy allocations), then count. */
+    peer p;
+    peer_attach(f, &p, NULL);
+    peer_close(&p);
+    pump(f, 20);
+    int before = count_fds();
+    for (int i = 0; i < 1000; i++) {
+        if (i % 2) {
+            peer_attach(f, &p, i % 4 == 1 ? "observer" : NULL);
+        } else {
+            peer_connect(f, &p);
+        }
+        peer_close(&p);
+        dispatch_now(f);
+    }
+    pump(f, 100);
+    g_assert_cmpuint(vmsig_core_control_count(f->core), ==, 1);
+    g_assert_cmpint(count_fds(), ==, before);
+    witness_ok(f);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+#define T(name, fn) g_test_add("/sock/" name, fx, NULL, fx_setup, fn, fx_teardown)
+    T("truncated-header", test_truncated_header);
+    T("oversized-length", test_oversized);
+    T("unknown-kind", test_unknown_kind);
+    T("wrong-payload-size", test_wrong_size);
+    T("split-1-byte-writes", test_split_bytes);
+    T("many-frames-one-write", test_many_in_one_write);
+    T("fds-undeclared", test_fds_undeclared);
+    T("fds-too-many", test_too_many_fds);
+    T("command-before-hello", test_cmd_before_hello);
+    T("second-hello", test_second_hello);
+    T("wrong-version", test_wrong_version);
+    T("no-grant", test_no_grant);
+    T("retired-bit", test_retired_bit);
+    T("beyond-grant", test_beyond_grant);
+    T("close-mid-frame", test_close_midframe);
+    T("cycles-1000", test_cycles);
+#undef T
+    g_test_add_func("/sock/handshake-timeout", test_handshake_timeout);
+    g_test_add_func("/sock/slow-reader", test_slow_reader);
+    g_test_add_func("/sock/listener", test_listener);
+    return g_test_run();
+}
