@@ -540,7 +540,7 @@ int vmsig_core_publish_memctx(vmsig_core *core, uint32_t endpoint,
                               const vmsig_wire_memctx *mc, const vmsig_wire_memseg *segs,
                               const int *fds, unsigned nfds)
 {
-    ep_memctx *m;
+    ep_memctx *m = NULL;
     ep_state *ep;
     vmsig_event ev;
     int r;

@@ -350,7 +350,7 @@ static int parse_cap_name(parse_ctx *pc, const char *item, uint32_t *bit)
 static int parse_caps(parse_ctx *pc, char *val, uint32_t *caps)
 {
     char *save = NULL;
-    uint32_t bit;
+    uint32_t bit = 0;
     int r;
 
     if (strcasecmp(val, "all") == 0) {
@@ -476,7 +476,7 @@ static int parse_line(vmsig_grants *t, parse_ctx *pc, char *line)
     char padded[VMSIG_TOKEN_MAX];
     vmsig_grant g = { 0 };
     const char *token;
-    unsigned n, seen = 0;
+    unsigned n = 0, seen = 0;
     uint32_t uid;
     ent_type type;
     size_t len;
