@@ -1,0 +1,54 @@
+/*
+ * vmsig-qemu.h - internal interfaces between the files of the vmsig QEMU
+ * module. Everything here runs on QEMU's main loop thread with the BQL held.
+ *
+ *   vmsig-obj.c    the QOM object: options, the core on the main loop,
+ *                  run-state/QAPI-event hooks -> SEAM events, the backend
+ *                  that routes DOWN commands (CMD_VM/LIFECYCLE/POWER here,
+ *                  MEMWRITE and INPUT to the files below)
+ *   vmsig-mem.c    MemoryListener -> versioned MEMCTX with read-only fds;
+ *                  CMD_MEMWRITE
+ *   vmsig-input.c  CMD_INPUT through QEMU's input layer
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or later.
+ */
+#ifndef VMSIG_QEMU_H
+#define VMSIG_QEMU_H
+
+#include "vmsig/vmsig_core.h"
+
+typedef struct VmsigMem VmsigMem;
+
+/*
+ * Start following the system address space for `endpoint`: registers a
+ * MemoryListener and publishes a MEMCTX (vmsig_core_publish_memctx) once per
+ * commit that changes the RAM map, with a new generation. When guest RAM is
+ * not shareable (anonymous, or memfd with share=off), it publishes an
+ * "unavailable" MEMCTX naming the fix and warns once (warn_report).
+ * Returns NULL only on failure to allocate (never for missing fds).
+ * core is borrowed and must outlive the VmsigMem.
+ */
+VmsigMem *vmsig_mem_new(vmsig_core *core, uint32_t endpoint, Error **errp);
+
+/* Unregisters the listener, closes its read-only fds. NULL is a no-op. */
+void vmsig_mem_free(VmsigMem *m);
+
+/*
+ * CMD_MEMWRITE (cmd->u.memwrite, data in cmd->ool), already checked by the
+ * core for grant, arbitration, len == ool_len, size cap and wrap-around.
+ * Returns 0 or a negative errno, one per refusal (documented in
+ * docs/protocol.rst): -EFAULT not (all) guest RAM, -EROFS ROM, ...
+ */
+int vmsig_mem_write(VmsigMem *m, const vmsig_event *cmd, vmsig_reply *reply);
+
+/* The generation of the map currently published, 0 if none. */
+uint64_t vmsig_mem_generation(VmsigMem *m);
+
+/*
+ * CMD_INPUT (cmd->u.input; text in cmd->ool for VMSIG_INPUT_TEXT).
+ * Returns 0, -EINVAL (unknown op, qcode or button out of range, text with a
+ * character that has no key).
+ */
+int vmsig_input_command(const vmsig_event *cmd, vmsig_reply *reply);
+
+#endif /* VMSIG_QEMU_H */
