@@ -96,7 +96,9 @@ typedef struct vmsig_core_config {
 vmsig_core *vmsig_core_new(const vmsig_core_config *cfg, int *err);
 
 /* Sends BYE(-ESHUTDOWN) to socket controls, detaches everything, closes the
- * listener (and unlinks its path), frees. NULL is a no-op. */
+ * listener (and unlinks its path), frees. NULL is a no-op. Each control's
+ * ops->detach (and on_detach) is called once with -ESHUTDOWN; no ARB RELEASED
+ * events are sent while closing. Not to be called from a core callback. */
 void vmsig_core_free(vmsig_core *core);
 
 /* Pollable fd (an epoll fd owned by the core): when readable, call
@@ -131,8 +133,10 @@ int vmsig_core_publish(vmsig_core *core, vmsig_event *ev);
  * to later subscribers, so the caller closes its copies when it likes. The fds
  * must already be read-only (O_RDONLY descriptions), checked with F_GETFL:
  * -EACCES otherwise. mc->status != 0 publishes "unavailable" (nfds 0).
+ * mc->generation 0 lets the core number the map (previous + 1); a nonzero
+ * generation is kept as given.
  * Returns 0, -EINVAL (nseg/nfds over limits, fd_index out of range),
- * -EACCES (a writable fd), -ENOMEM.
+ * -EACCES (a writable fd), -EBADF (an fd that is not open), -ENOMEM.
  */
 int vmsig_core_publish_memctx(vmsig_core *core, uint32_t endpoint,
                               const vmsig_wire_memctx *mc, const vmsig_wire_memseg *segs,
@@ -148,7 +152,8 @@ uint64_t vmsig_core_memctx_generation(vmsig_core *core, uint32_t endpoint);
  * socket controls serialize onto their socket. The core treats both the same.
  *
  * deliver: an UP event for this control (already filtered by subscription and
- *   grant). ev, ev->ool and fds are borrowed for the call: dup what must
+ *   grant; the one exception: an owner that loses a slot to PREEMPT gets that
+ *   VMSIG_EV_ARB even without CAP_OBSERVE or an ARB subscription). ev, ev->ool and fds are borrowed for the call: dup what must
  *   outlive it. fds are only non-empty for VMSIG_EV_MEMCTX (read-only RAM
  *   fds). Return 0, -EAGAIN (cannot take it now; the core drops the control
  *   with -ENOBUFS) or -EPIPE (gone; the core detaches it).
@@ -163,11 +168,15 @@ typedef struct vmsig_control_ops {
 
 /*
  * Attach a control. grant and sub are copied; the effective subscription is
- * sub & grant. The new control first gets a snapshot (the current RUNSTATE of
- * each endpoint in its subscription, then the current MEMCTX), flagged
- * VMSIG_F_SNAPSHOT, then live events.
+ * sub & grant (sources also narrowed by the caps that receive them). A NULL or
+ * all-zero sub means everything the grant allows. The new control first gets
+ * a snapshot (the current RUNSTATE of each endpoint in its subscription, then
+ * the current MEMCTX of each), flagged VMSIG_F_SNAPSHOT with seq = the
+ * endpoint's current seq, then live events.
  * Returns the core's handle, or NULL with *err = -EINVAL (grant with a retired
- * or unknown bit), -EMFILE (max_controls reached), -ENOMEM.
+ * or unknown bit), -EMFILE (max_controls reached), -ENOMEM, -ESHUTDOWN (core
+ * being freed), -ENOBUFS / -EPIPE (deliver refused the snapshot with -EAGAIN /
+ * -EPIPE). When attach fails, ops->detach is never called.
  */
 vmsig_control *vmsig_core_attach(vmsig_core *core, const vmsig_control_ops *ops, void *opaque,
                                  const vmsig_grant *grant, const vmsig_sub *sub, int *err);
@@ -178,17 +187,26 @@ void vmsig_control_detach(vmsig_control *ctl, int why);
 
 /*
  * A DOWN command from this control. The core checks, in this order:
- * the kind (-EINVAL unknown or not a command), the endpoint (-EPERM outside
+ * the kind and its payload (-EINVAL unknown or not a command, unknown op or
+ * class, INPUT/MEMWRITE lengths that disagree with ool_len or exceed
+ * VMSIG_TEXT_MAX/VMSIG_MEMWRITE_MAX, MEMWRITE len 0; -EFAULT for a MEMWRITE
+ * range that wraps past 2^64), the endpoint (-EPERM outside
  * the grant's endpoint mask), the capability (-EPERM), arbitration (-EBUSY
  * when another control owns the command's class), then runs it (ACQUIRE,
  * RELEASE and NOP in the core; the rest through the backend). cmd is
- * borrowed. reply is filled (status = the return value). Returns 0 or the
- * negative errno above, or the backend's.
- * ACQUIRE: -EBUSY if the policy denied; RELEASE: -ENOENT if not the owner.
+ * borrowed. reply is filled (status = the return value); it may be NULL.
+ * Returns 0 or the negative errno above, or the backend's; -EPIPE if the
+ * control was detached during a callback that is still on the stack.
+ * ACQUIRE: 0 if granted (or already ours), -EBUSY if the policy denied; a
+ * dead owner's slot is taken without asking the policy. RELEASE: -ENOENT if
+ * not the owner. Capabilities: ACQUIRE/RELEASE need the class's command cap
+ * (RUN: CAP_VM or CAP_LIFECYCLE); NOP needs none, only the endpoint.
+ * A successful CMD_MEMWRITE's MEMWRITE_DONE is published before this returns.
  */
 int vmsig_control_submit(vmsig_control *ctl, const vmsig_event *cmd, vmsig_reply *reply);
 
-/* Change the subscription (still narrowed by the grant). */
+/* Change the subscription (still narrowed by the grant; all-zero as for
+ * attach). Endpoints/sources it newly covers get their snapshot first. */
 void vmsig_control_subscribe(vmsig_control *ctl, const vmsig_sub *sub);
 
 /* The control's grant (borrowed, lives as long as the control). */
@@ -204,7 +222,7 @@ unsigned vmsig_core_control_count(vmsig_core *core);
 /* An algorithm embedded as C callbacks. Both callbacks are called on the loop
  * thread with borrowed arguments. */
 typedef struct vmsig_inproc_cfg {
-    /* Every UP event but MEMCTX. Return 0. */
+    /* Every UP event but MEMCTX. Return 0 (-EAGAIN / -EPIPE detach it). */
     int (*on_event)(void *opaque, const vmsig_event *up);
     /* UP MEMCTX with its read-only fds (borrowed: dup or mmap to keep).
      * NULL: the control does not accept MEMCTX (it is not subscribed). */
@@ -239,7 +257,9 @@ vmsig_grants *vmsig_grants_load(const char *path, int *err, char *errbuf, size_t
 /* Same, from a string (for tests and the QEMU default). */
 vmsig_grants *vmsig_grants_parse(const char *text, int *err, char *errbuf, size_t errlen);
 /* Add/replace one entry; uid = (uint32_t)-1 with token NULL sets the default.
- * Returns 0, -EINVAL (retired/unknown bit), -ENOMEM. */
+ * g->principal is ignored: lookup gives a token's id
+ * (0x80000000 | (FNV-1a(token) & 0x7fffffff)) or the peer's own uid.
+ * Returns 0, -EINVAL (retired/unknown bit, token over VMSIG_TOKEN_MAX), -ENOMEM. */
 int vmsig_grants_set(vmsig_grants *t, uint32_t uid, const char *token, const vmsig_grant *g);
 /* Look up a peer: a token match wins, then its uid, then the default.
  * 0 and *out filled, or -EPERM (no entry; a wrong token is -EPERM too). */
