@@ -165,7 +165,9 @@ static void update_watch(sockconn *c)
     if (c->state != ST_LINGER && !c->paused) {
         ev |= EPOLLIN;
     }
-    if (vmsig__wire_writer_count(c->wr)) {
+    /* Paused input resumes from the EPOLLOUT handler, even if the queue
+     * was emptied elsewhere (an empty queue is writable at once). */
+    if (vmsig__wire_writer_count(c->wr) || (c->paused && c->state != ST_LINGER)) {
         ev |= EPOLLOUT;
     }
     if (ev != c->wevents) {
