@@ -65,6 +65,7 @@ struct listener {
     vmsig_watch *w;
     sockconn *conns;
     unsigned nconns;
+    int spare; /* reserved fd, given up to refuse a peer when out of fds */
 };
 
 static void conn_input(sockconn *c);
@@ -615,7 +616,20 @@ static void listener_ready(void *opaque, uint32_t events)
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
             }
-            break; /* EAGAIN; EMFILE etc.: retried on the next readiness */
+            if ((errno == EMFILE || errno == ENFILE) && l->spare >= 0) {
+                /* Out of fds: a pending peer would keep the listener
+                 * readable and the loop spinning. Spend the spare fd to
+                 * accept it and close it at once (it sees EOF), then take
+                 * the spare back. */
+                close(l->spare);
+                fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd >= 0) {
+                    close(fd);
+                }
+                l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                continue;
+            }
+            break; /* EAGAIN */
         }
         accept_one(l, fd);
     }
@@ -629,6 +643,9 @@ static void listener_free(void *opaque)
     }
     if (l->fd >= 0) {
         close(l->fd);
+    }
+    if (l->spare >= 0) {
+        close(l->spare);
     }
     if (l->path) {
         struct stat st;
@@ -715,6 +732,7 @@ int vmsig_core_listen(vmsig_core *core, const char *path, const vmsig_grants *gr
     }
     l->core = core;
     l->fd = fd;
+    l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     l->dev = st.st_dev;
     l->ino = st.st_ino;
     l->grants = grants;

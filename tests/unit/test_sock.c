@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -914,6 +915,45 @@ static void test_cycles(fx *f, gconstpointer d)
     witness_ok(f);
 }
 
+/* Out of fds: a pending peer is accepted and closed at once (it sees EOF)
+ * instead of keeping the listener readable and the loop spinning. */
+static void test_out_of_fds(fx *f, gconstpointer d)
+{
+    struct rlimit old, low;
+    g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    peer p;
+    peer_connect(f, &p); /* a pending handshake beside it */
+    peer victim;
+    memset(&victim, 0, sizeof(victim));
+    victim.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(victim.fd, >=, 0);
+    /* Every fd number below the lowest free one is in use: with the limit
+     * there, the core cannot get an fd for the accepted socket. */
+    int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    g_assert_cmpint(lowest, >=, 0);
+    close(lowest);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, f->path, sizeof(sa.sun_path));
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &low), ==, 0);
+    g_assert_cmpint(connect(victim.fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    int handled = 0;
+    for (int i = 0; i < 10; i++) {
+        handled += vmsig_core_dispatch(f->core);
+    }
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    g_assert_cmpint(handled, <, 100); /* not spinning on the listener */
+    char b;
+    struct timeval tv = { .tv_sec = 3 };
+    setsockopt(victim.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    g_assert_cmpint(read(victim.fd, &b, 1), ==, 0); /* refused: EOF */
+    close(victim.fd);
+    peer_close(&p);
+    pump(f, 50);
+    witness_ok(f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -934,6 +974,7 @@ int main(int argc, char **argv)
     T("beyond-grant", test_beyond_grant);
     T("close-mid-frame", test_close_midframe);
     T("cycles-1000", test_cycles);
+    T("out-of-fds", test_out_of_fds);
 #undef T
     g_test_add_func("/sock/handshake-timeout", test_handshake_timeout);
     g_test_add_func("/sock/slow-reader", test_slow_reader);
