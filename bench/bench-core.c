@@ -14,6 +14,7 @@
  *   round trips.
  */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,6 +139,34 @@ int bench_core_main(const bench_opts *o, int argc, char **argv)
 
 /* -------------------------------------------------------------- socket */
 
+/* Pin the calling process to the which-th CPU it may run on. Both ends of
+ * both round trips go on the same CPU: on this kind of machine (a 2-vCPU
+ * VM) a cross-CPU wakeup costs 10-40 us, depends on where the scheduler
+ * happens to put the processes and swings whole runs by 3x; on one CPU a
+ * round trip is two context switches plus the syscalls, the part the
+ * software controls, and it is stable. VMSIG_BENCH_NOPIN=1 turns it off.
+ * Returns 1 if pinned. */
+static int pin_to(int which)
+{
+    cpu_set_t all, one;
+    int n = 0, cpu = -1;
+
+    if (getenv("VMSIG_BENCH_NOPIN") || sched_getaffinity(0, sizeof(all), &all) < 0) {
+        return 0;
+    }
+    for (int i = 0; i < CPU_SETSIZE; i++) {
+        if (CPU_ISSET(i, &all) && n++ == which) {
+            cpu = i;
+        }
+    }
+    if (n < 2 || cpu < 0) {
+        return 0;
+    }
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof(one), &one) == 0;
+}
+
 static volatile sig_atomic_t server_stop;
 static volatile int loop_stop;
 
@@ -218,8 +247,10 @@ int bench_socket_main(const bench_opts *o, int argc, char **argv)
     /* vmsig: a core in another process. */
     pid_t srv = fork();
     if (srv == 0) {
+        pin_to(0);
         serve(path);
     }
+    int pinned = pin_to(0);
     vmsig_client *c = NULL;
     vmsig_client_config ccfg = { .version = VMSIG_CLIENT_CONFIG_VERSION, .path = path };
     for (int i = 0; i < 200 && !c; i++) {
@@ -242,6 +273,7 @@ int bench_socket_main(const bench_opts *o, int argc, char **argv)
     pid_t echo = fork();
     if (echo == 0) {
         char f[32];
+        pin_to(0);
         close(sv[0]);
         while (readn(sv[1], f, sizeof(f)) == 0 && writen(sv[1], f, sizeof(f)) == 0) {
         }
@@ -289,6 +321,8 @@ int bench_socket_main(const bench_opts *o, int argc, char **argv)
             .target = "vmsig within 1.5x of unix-pingpong (ratio >= 0.667)",
             .target_ratio = 1 / 1.5, .target_abs = NAN,
             .samples_vmsig = n, .samples_peer = n,
+            .note = pinned ? "both ends of both pairs pinned to one CPU (VMSIG_BENCH_NOPIN=1: unpinned)"
+                           : "not pinned to CPUs",
         };
         bench_emit(&row);
     }
