@@ -3,8 +3,19 @@
  *
  * A user-creatable object, built as the loadable module vmsig-obj.so and
  * loaded on demand by -object / object-add (see module_obj() below).
- * This is the skeleton: it holds and validates the options; the core glue
- * (run-state hooks, memory listener, socket controls) comes on top of it.
+ * It hosts the QEMU-free vmsig core (lib/) on QEMU's main loop and is the
+ * thin glue between the two:
+ *
+ *   QEMU -> core   run-state changes (VM change state handler) and the
+ *                  QAPI events QMP clients see (qapi_event_add_notifier,
+ *                  patches/0004) become SEAM events;
+ *   core -> QEMU   DOWN commands that passed the core's grant and
+ *                  arbitration checks run through QEMU's own QMP functions
+ *                  (qmp_stop, qmp_cont, qmp_system_reset, ...).
+ *
+ * Everything here runs on the main loop thread with the BQL held; nothing
+ * blocks and nothing a peer sends can abort QEMU (the core validates every
+ * frame and drops a misbehaving control, never more).
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or later.
  * See the COPYING file in the top-level directory.
@@ -15,8 +26,49 @@
 #include "qapi/error.h"
 #include "qapi/visitor.h"
 #include "qemu/module.h"
+#include "qemu/cutils.h"
+#include "qemu/error-report.h"
+#include "qemu/main-loop.h"
+#include "qapi/qapi-commands-control.h"
+#include "qapi/qapi-commands-machine.h"
+#include "qapi/qapi-commands-misc.h"
+#include "qapi/qapi-commands-run-state.h"
+#include "qapi/qapi-types-run-state.h"
+#include "qapi/qmp/qdict.h"
 #include "qom/object.h"
 #include "qom/object_interfaces.h"
+#include "hw/boards.h"
+#include "monitor/monitor.h"
+#include "sysemu/runstate.h"
+#include "sysemu/sysemu.h"
+#include "vmsig/vmsig_core.h"
+#ifdef VMSIG_HAVE_MEM
+#include "vmsig-qemu.h"
+#else
+typedef struct VmsigMem VmsigMem;
+#endif
+
+/* Our wire numbers are QEMU's QAPI enums, so values pass through as is. */
+_Static_assert(RUN_STATE_DEBUG == VMSIG_RS_DEBUG, "RunState order");
+_Static_assert(RUN_STATE_PAUSED == VMSIG_RS_PAUSED, "RunState order");
+_Static_assert(RUN_STATE_PRELAUNCH == VMSIG_RS_PRELAUNCH, "RunState order");
+_Static_assert(RUN_STATE_RUNNING == VMSIG_RS_RUNNING, "RunState order");
+_Static_assert(RUN_STATE_SHUTDOWN == VMSIG_RS_SHUTDOWN, "RunState order");
+_Static_assert(RUN_STATE_SUSPENDED == VMSIG_RS_SUSPENDED, "RunState order");
+_Static_assert(RUN_STATE_GUEST_PANICKED == VMSIG_RS_GUEST_PANICKED,
+               "RunState order");
+_Static_assert(RUN_STATE_COLO == VMSIG_RS_COLO, "RunState order");
+_Static_assert(RUN_STATE__MAX == VMSIG_RS__COUNT, "RunState count");
+_Static_assert(SHUTDOWN_CAUSE_NONE == VMSIG_SC_NONE, "ShutdownCause order");
+_Static_assert(SHUTDOWN_CAUSE_HOST_QMP_QUIT == VMSIG_SC_HOST_QMP_QUIT,
+               "ShutdownCause order");
+_Static_assert(SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET ==
+               VMSIG_SC_HOST_QMP_SYSTEM_RESET, "ShutdownCause order");
+_Static_assert(SHUTDOWN_CAUSE_GUEST_RESET == VMSIG_SC_GUEST_RESET,
+               "ShutdownCause order");
+_Static_assert(SHUTDOWN_CAUSE_SNAPSHOT_LOAD == VMSIG_SC_SNAPSHOT_LOAD,
+               "ShutdownCause order");
+_Static_assert(SHUTDOWN_CAUSE__MAX == VMSIG_SC__COUNT, "ShutdownCause count");
 
 #define TYPE_VMSIG "vmsig"
 
@@ -35,6 +87,15 @@ struct VmsigState {
     uint32_t max_controls;
 
     bool completed;
+
+    /* set up by complete(), torn down by vmsig_teardown() */
+    vmsig_grants *grant_table;      /* borrowed by the core's listener */
+    vmsig_core *core;
+    VmsigMem *mem;
+    VMChangeStateEntry *vmse;
+    Notifier qapi_event;            /* QAPI events -> SEAM */
+    Notifier exit;                  /* QEMU exiting: say BYE, unlink */
+    bool notifiers_added;
 };
 
 /* One row per integer option: the table drives registration and checks. */
@@ -186,6 +247,352 @@ static bool vmsig_check_options(VmsigState *s, Error **errp)
     return true;
 }
 
+/* ---- UP: QEMU happenings -> SEAM events ---- */
+
+/* 7.2 has no runstate_get(); query-status is the one reader. */
+static RunState vmsig_runstate(void)
+{
+    StatusInfo *info = qmp_query_status(NULL);
+    RunState state = info->status;
+
+    qapi_free_StatusInfo(info);
+    return state;
+}
+
+static void vmsig_publish_seam(VmsigState *s, uint32_t kind, uint32_t cause,
+                               bool guest)
+{
+    vmsig_event ev = {
+        .kind = kind,
+        .endpoint = s->endpoint,
+        .u.seam = {
+            .state = vmsig_runstate(),
+            .running = runstate_is_running(),
+            .cause = cause,
+            .guest = guest,
+        },
+    };
+
+    vmsig_core_publish(s->core, &ev); /* the core stamps seq and ts */
+}
+
+static void vmsig_vm_state_change(void *opaque, bool running, RunState state)
+{
+    VmsigState *s = opaque;
+    vmsig_event ev = {
+        .kind = VMSIG_EV_RUNSTATE,
+        .endpoint = s->endpoint,
+        .u.seam = { .state = state, .running = running },
+    };
+
+    vmsig_core_publish(s->core, &ev);
+}
+
+static uint32_t vmsig_cause(QDict *data)
+{
+    const char *reason = data ? qdict_get_try_str(data, "reason") : NULL;
+    int cause = reason ? qapi_enum_parse(&ShutdownCause_lookup, reason, -1,
+                                         NULL) : -1;
+
+    return cause < 0 ? VMSIG_SC_NONE : cause;
+}
+
+/*
+ * Every QAPI event QMP emits, synchronously.  The ones with a SEAM kind
+ * are published; STOP/RESUME are covered by the run-state handler.
+ */
+static void vmsig_qapi_event(Notifier *n, void *opaque)
+{
+    VmsigState *s = container_of(n, VmsigState, qapi_event);
+    QAPIEventNotifierData *e = opaque;
+    bool guest = e->data && qdict_get_try_bool(e->data, "guest", false);
+
+    /*
+     * Block and iothread events come from other threads; the ones below
+     * are emitted by the main loop (runstate.c) with the BQL held.
+     */
+    if (!qemu_mutex_iothread_locked()) {
+        return;
+    }
+    switch (e->event) {
+    case QAPI_EVENT_SHUTDOWN:
+        vmsig_publish_seam(s, VMSIG_EV_SHUTDOWN, vmsig_cause(e->data), guest);
+        break;
+    case QAPI_EVENT_RESET:
+        vmsig_publish_seam(s, VMSIG_EV_RESET, vmsig_cause(e->data), guest);
+        break;
+    case QAPI_EVENT_POWERDOWN:
+        vmsig_publish_seam(s, VMSIG_EV_POWERDOWN, 0, false);
+        break;
+    case QAPI_EVENT_SUSPEND:
+        vmsig_publish_seam(s, VMSIG_EV_SUSPEND, 0, false);
+        break;
+    case QAPI_EVENT_WAKEUP:
+        vmsig_publish_seam(s, VMSIG_EV_WAKEUP, 0, false);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- DOWN: commands -> QEMU ---- */
+
+/*
+ * A QEMU function refused: the errno says what kind of refusal (see
+ * docs/qemu.md "Errors"), the body carries QEMU's own message.
+ */
+static int vmsig_reply_error(vmsig_reply *reply, int errnum, Error *err)
+{
+    const char *msg = error_get_pretty(err);
+    size_t len = MIN(strlen(msg), VMSIG_REPLY_BODY_MAX - 1);
+
+    memcpy(reply->body, msg, len);
+    reply->body[len] = '\0';
+    reply->len = len + 1;
+    error_free(err);
+    return -errnum;
+}
+
+/* The errno for a refused run-state command, from QEMU's state. */
+static int vmsig_run_errno(void)
+{
+    return qemu_system_dump_in_progress() ? EBUSY : EINVAL;
+}
+
+static void vmsig_vminfo(VmsigState *s, vmsig_reply *reply)
+{
+    vmsig_wire_vminfo info = {
+        .state = vmsig_runstate(),
+        .running = runstate_is_running(),
+        .vcpus = current_machine ? current_machine->smp.cpus : 0,
+        .endpoint = s->endpoint,
+        .ram_size = current_machine ? current_machine->ram_size : 0,
+        .memctx_gen = vmsig_core_memctx_generation(s->core, s->endpoint),
+    };
+
+    pstrcpy(info.version, sizeof(info.version), QEMU_VERSION);
+    pstrcpy(info.name, sizeof(info.name), qemu_name ? qemu_name : "");
+    memcpy(reply->body, &info, sizeof(info));
+    reply->len = sizeof(info);
+}
+
+static int vmsig_run_command(VmsigState *s, const vmsig_event *cmd,
+                             vmsig_reply *reply)
+{
+    Error *err = NULL;
+    int errnum = 0;
+
+    switch (cmd->kind) {
+    case VMSIG_CMD_VM:
+        switch (cmd->u.cmd.op) {
+        case VMSIG_VM_QUERY:
+            vmsig_vminfo(s, reply);
+            return 0;
+        case VMSIG_VM_STOP:
+            qmp_stop(&err);
+            break;
+        case VMSIG_VM_CONT:
+            qmp_cont(&err);
+            break;
+        default:
+            return -EINVAL;
+        }
+        break;
+    case VMSIG_CMD_LIFECYCLE:
+        switch (cmd->u.cmd.op) {
+        case VMSIG_LC_PAUSE:
+            qmp_stop(&err);
+            break;
+        case VMSIG_LC_RESUME:
+            qmp_cont(&err);
+            break;
+        case VMSIG_LC_WAKEUP:
+            qmp_system_wakeup(&err);
+            if (err && !qemu_wakeup_suspend_enabled()) {
+                errnum = EOPNOTSUPP;
+            }
+            break;
+        default:
+            return -EINVAL;
+        }
+        break;
+    case VMSIG_CMD_POWER:
+        switch (cmd->u.cmd.op) {
+        case VMSIG_PWR_POWERDOWN:
+            qmp_system_powerdown(&err);
+            break;
+        case VMSIG_PWR_RESET:
+            qmp_system_reset(&err);
+            break;
+        case VMSIG_PWR_QUIT:
+            qmp_quit(&err);
+            break;
+        default:
+            return -EINVAL;
+        }
+        break;
+#ifdef VMSIG_HAVE_MEM
+    case VMSIG_CMD_MEMWRITE:
+        return s->mem ? vmsig_mem_write(s->mem, cmd, reply) : -ENODEV;
+    case VMSIG_CMD_INPUT:
+        return vmsig_input_command(cmd, reply);
+#endif
+    default:
+        return -ENOSYS;
+    }
+    if (err) {
+        return vmsig_reply_error(reply, errnum ? errnum : vmsig_run_errno(),
+                                 err);
+    }
+    return 0;
+}
+
+static int vmsig_backend_command(void *opaque, const vmsig_event *cmd,
+                                 uint32_t principal, vmsig_reply *reply)
+{
+    return vmsig_run_command(opaque, cmd, reply);
+}
+
+static const vmsig_backend_ops vmsig_backend = {
+    .command = vmsig_backend_command,
+};
+
+/* ---- hosting the core ---- */
+
+static void vmsig_fd_read(void *opaque)
+{
+    VmsigState *s = opaque;
+
+    vmsig_core_dispatch(s->core);
+}
+
+/* Undo complete(), in reverse; safe on a partial setup and twice. */
+static void vmsig_teardown(VmsigState *s)
+{
+    if (s->notifiers_added) {
+        qapi_event_remove_notifier(&s->qapi_event);
+        qemu_remove_exit_notifier(&s->exit);
+        s->notifiers_added = false;
+    }
+    if (s->vmse) {
+        qemu_del_vm_change_state_handler(s->vmse);
+        s->vmse = NULL;
+    }
+#ifdef VMSIG_HAVE_MEM
+    vmsig_mem_free(s->mem);
+    s->mem = NULL;
+#endif
+    if (s->core) {
+        qemu_set_fd_handler(vmsig_core_fd(s->core), NULL, NULL, NULL);
+        /* controls get BYE(-ESHUTDOWN); the socket file goes */
+        vmsig_core_free(s->core);
+        s->core = NULL;
+    }
+    vmsig_grants_free(s->grant_table);
+    s->grant_table = NULL;
+}
+
+/* QEMU is exiting (quit, signal, guest poweroff) with the object alive. */
+static void vmsig_exit(Notifier *n, void *data)
+{
+    vmsig_teardown(container_of(n, VmsigState, exit));
+}
+
+static vmsig_grants *vmsig_load_grants(VmsigState *s, Error **errp)
+{
+    char text[256] = "";
+    vmsig_grants *t;
+    int err = 0;
+
+    if (s->grants) {
+        t = vmsig_grants_load(s->grants, &err, text, sizeof(text));
+        if (!t) {
+            error_setg(errp, "vmsig: grants file '%s': %s", s->grants,
+                       *text ? text : strerror(-err));
+        }
+        return t;
+    }
+    /* No file: QEMU's own user may do everything but power and writes. */
+    t = vmsig_grants_parse("", &err, text, sizeof(text));
+    if (t) {
+        vmsig_grant g = {
+            .principal = getuid(),
+            .endpoint_mask = 1ull << s->endpoint,
+            .caps = VMSIG_CAP_ALL & ~(VMSIG_CAP_POWER | VMSIG_CAP_MEMWRITE),
+            .priority = 0,
+        };
+
+        err = vmsig_grants_set(t, getuid(), NULL, &g);
+        if (err < 0) {
+            vmsig_grants_free(t);
+            t = NULL;
+        }
+    }
+    if (!t) {
+        error_setg(errp, "vmsig: cannot set up the default grant: %s",
+                   strerror(-err));
+    }
+    return t;
+}
+
+static bool vmsig_start(VmsigState *s, Error **errp)
+{
+    vmsig_core_config cfg = {
+        .version = VMSIG_CORE_CONFIG_VERSION,
+        .queue_limit = s->queue_limit,
+        .max_controls = s->max_controls,
+        .handshake_timeout_ms = s->handshake_timeout,
+        .policy = vmsig_arb_policy_by_name(s->policy),
+        .backend = &vmsig_backend,
+        .backend_opaque = s,
+    };
+    int err = 0;
+
+    s->grant_table = vmsig_load_grants(s, errp);
+    if (!s->grant_table) {
+        return false;
+    }
+    s->core = vmsig_core_new(&cfg, &err);
+    if (!s->core) {
+        error_setg(errp, "vmsig: cannot create the core: %s", strerror(-err));
+        return false;
+    }
+    err = vmsig_core_listen(s->core, s->path, s->grant_table);
+    switch (err) {
+    case 0:
+        break;
+    case -EEXIST:
+        error_setg(errp, "vmsig: path '%s' exists and is not a socket",
+                   s->path);
+        return false;
+    case -EADDRINUSE:
+        error_setg(errp, "vmsig: another server is listening on '%s'",
+                   s->path);
+        return false;
+    default:
+        error_setg_errno(errp, -err, "vmsig: cannot listen on '%s'", s->path);
+        return false;
+    }
+    qemu_set_fd_handler(vmsig_core_fd(s->core), vmsig_fd_read, NULL, s);
+
+    /* the first snapshot a control gets is the state right now */
+    vmsig_publish_seam(s, VMSIG_EV_RUNSTATE, 0, false);
+    s->vmse = qemu_add_vm_change_state_handler(vmsig_vm_state_change, s);
+    s->qapi_event.notify = vmsig_qapi_event;
+    s->exit.notify = vmsig_exit;
+    qapi_event_add_notifier(&s->qapi_event);
+    qemu_add_exit_notifier(&s->exit);
+    s->notifiers_added = true;
+
+#ifdef VMSIG_HAVE_MEM
+    s->mem = vmsig_mem_new(s->core, s->endpoint, errp);
+    if (!s->mem) {
+        return false;
+    }
+#endif
+    return true;
+}
+
 static void vmsig_complete(UserCreatable *uc, Error **errp)
 {
     VmsigState *s = VMSIG(uc);
@@ -193,12 +600,23 @@ static void vmsig_complete(UserCreatable *uc, Error **errp)
     if (!vmsig_check_options(s, errp)) {
         return;
     }
+    if (!vmsig_start(s, errp)) {
+        vmsig_teardown(s);
+        return;
+    }
     s->completed = true;
+}
+
+static bool vmsig_can_be_deleted(UserCreatable *uc)
+{
+    return true;
 }
 
 static void vmsig_finalize(Object *obj)
 {
     VmsigState *s = VMSIG(obj);
+
+    vmsig_teardown(s);
 
     g_free(s->path);
     g_free(s->grants);
@@ -212,6 +630,7 @@ static void vmsig_class_init(ObjectClass *oc, void *data)
     size_t i;
 
     ucc->complete = vmsig_complete;
+    ucc->can_be_deleted = vmsig_can_be_deleted;
 
     object_class_property_add_str(oc, "path", vmsig_get_path, vmsig_set_path);
     object_class_property_set_description(oc, "path",
