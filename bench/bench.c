@@ -4,6 +4,7 @@
  *   vmsig-bench [--quick] core               in-process dispatch rows
  *   vmsig-bench [--quick] socket             client <-> core RTT vs UNIX ping-pong
  *   vmsig-bench [--quick] vm OPTIONS         QEMU rows (see bench-vm.c)
+ *   vmsig-bench proxy OPTIONS                self-test stand-in server (bench-proxy.c)
  *
  * Every row goes to stdout as one JSON object per line; bench/run collects
  * them into bench/out/results.json. Progress goes to stderr.
@@ -152,6 +153,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[i], "vm")) {
         return bench_vm_main(&o, argc - i, argv + i);
+    }
+    if (!strcmp(argv[i], "proxy")) {
+        return bench_proxy_main(&o, argc - i, argv + i);
     }
     return usage();
 }
