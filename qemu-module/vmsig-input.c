@@ -1,0 +1,181 @@
+/*
+ * vmsig-input.c - CMD_INPUT through QEMU's input layer (ui/input.c), to
+ * whichever keyboard/pointer handler is active, exactly as QMP send-key and
+ * input-send-event reach them.
+ *
+ * Runs on the main loop thread with the BQL held.
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or later.
+ * See the COPYING file in the top-level directory.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/qapi-types-ui.h"
+#include "sysemu/runstate.h"
+#include "ui/input.h"
+#include "vmsig-qemu.h"
+
+/*
+ * QEMU's delayed key queue (ui/input.c) holds 1024 entries and silently
+ * drops what does not fit, which could leave a key held down. A character
+ * costs 2 entries per key event plus 1 for its delay; refuse text that
+ * would not fit in most of the queue.
+ */
+#define VMSIG_TEXT_QUEUE_BUDGET 960
+
+/* Key for a US-layout ASCII character; *shift set when Shift is needed. */
+static int vmsig_char_qcode(unsigned char c, bool *shift)
+{
+    static const char shifted_digits[] = ")!@#$%^&*(";
+    static const struct {
+        char plain, shifted;
+        QKeyCode q;
+    } sym[] = {
+        { '-', '_', Q_KEY_CODE_MINUS },
+        { '=', '+', Q_KEY_CODE_EQUAL },
+        { '[', '{', Q_KEY_CODE_BRACKET_LEFT },
+        { ']', '}', Q_KEY_CODE_BRACKET_RIGHT },
+        { '\\', '|', Q_KEY_CODE_BACKSLASH },
+        { ';', ':', Q_KEY_CODE_SEMICOLON },
+        { '\'', '"', Q_KEY_CODE_APOSTROPHE },
+        { '`', '~', Q_KEY_CODE_GRAVE_ACCENT },
+        { ',', '<', Q_KEY_CODE_COMMA },
+        { '.', '>', Q_KEY_CODE_DOT },
+        { '/', '?', Q_KEY_CODE_SLASH },
+    };
+    /* a..z in QKeyCode order is not alphabetical: look them up */
+    static const QKeyCode letters[26] = {
+        Q_KEY_CODE_A, Q_KEY_CODE_B, Q_KEY_CODE_C, Q_KEY_CODE_D, Q_KEY_CODE_E,
+        Q_KEY_CODE_F, Q_KEY_CODE_G, Q_KEY_CODE_H, Q_KEY_CODE_I, Q_KEY_CODE_J,
+        Q_KEY_CODE_K, Q_KEY_CODE_L, Q_KEY_CODE_M, Q_KEY_CODE_N, Q_KEY_CODE_O,
+        Q_KEY_CODE_P, Q_KEY_CODE_Q, Q_KEY_CODE_R, Q_KEY_CODE_S, Q_KEY_CODE_T,
+        Q_KEY_CODE_U, Q_KEY_CODE_V, Q_KEY_CODE_W, Q_KEY_CODE_X, Q_KEY_CODE_Y,
+        Q_KEY_CODE_Z,
+    };
+    static const QKeyCode digits[10] = {
+        Q_KEY_CODE_0, Q_KEY_CODE_1, Q_KEY_CODE_2, Q_KEY_CODE_3, Q_KEY_CODE_4,
+        Q_KEY_CODE_5, Q_KEY_CODE_6, Q_KEY_CODE_7, Q_KEY_CODE_8, Q_KEY_CODE_9,
+    };
+    const char *p;
+    size_t i;
+
+    *shift = false;
+    if (c >= 'a' && c <= 'z') {
+        return letters[c - 'a'];
+    }
+    if (c >= 'A' && c <= 'Z') {
+        *shift = true;
+        return letters[c - 'A'];
+    }
+    if (c >= '0' && c <= '9') {
+        return digits[c - '0'];
+    }
+    if (c && (p = strchr(shifted_digits, c))) {
+        *shift = true;
+        return digits[p - shifted_digits];
+    }
+    switch (c) {
+    case ' ':
+        return Q_KEY_CODE_SPC;
+    case '\n':
+        return Q_KEY_CODE_RET;
+    case '\t':
+        return Q_KEY_CODE_TAB;
+    }
+    for (i = 0; i < ARRAY_SIZE(sym); i++) {
+        if (c == sym[i].plain || c == sym[i].shifted) {
+            *shift = c == sym[i].shifted;
+            return sym[i].q;
+        }
+    }
+    return -EINVAL;
+}
+
+/*
+ * Type text like QMP send-key types a chord, one character at a time:
+ * [Shift down] key down, key up [Shift up], then a pause, so the guest
+ * sees each character whole and in order. Nothing is sent unless every
+ * character has a key.
+ */
+static int vmsig_input_text(const char *text, uint32_t len)
+{
+    uint32_t i, entries = 0;
+    bool shift;
+
+    for (i = 0; i < len; i++) {
+        if (vmsig_char_qcode(text[i], &shift) < 0) {
+            return -EINVAL;
+        }
+        entries += (shift ? 8 : 4) + 1;
+    }
+    if (entries > VMSIG_TEXT_QUEUE_BUDGET) {
+        return -E2BIG;
+    }
+    for (i = 0; i < len; i++) {
+        QKeyCode q = vmsig_char_qcode(text[i], &shift);
+
+        if (shift) {
+            qemu_input_event_send_key_qcode(NULL, Q_KEY_CODE_SHIFT, true);
+        }
+        qemu_input_event_send_key_qcode(NULL, q, true);
+        qemu_input_event_send_key_qcode(NULL, q, false);
+        if (shift) {
+            qemu_input_event_send_key_qcode(NULL, Q_KEY_CODE_SHIFT, false);
+        }
+        qemu_input_event_send_key_delay(0); /* QEMU's default, 10 ms */
+    }
+    return 0;
+}
+
+int vmsig_input_command(const vmsig_event *cmd, vmsig_reply *reply)
+{
+    const vmsig_wire_input *in = &cmd->u.input;
+    bool down = in->value == 1;
+
+    (void)reply;
+    /* QEMU's input layer drops events while the VM is stopped: say so. */
+    if (!runstate_is_running() && !runstate_check(RUN_STATE_SUSPENDED)) {
+        return -EAGAIN;
+    }
+    switch (in->op) {
+    case VMSIG_INPUT_KEY:
+        if (in->code == Q_KEY_CODE_UNMAPPED || in->code >= Q_KEY_CODE__MAX ||
+            (in->value != 0 && in->value != 1) || in->len) {
+            return -EINVAL;
+        }
+        qemu_input_event_send_key_qcode(NULL, in->code, down);
+        return 0;
+    case VMSIG_INPUT_BTN:
+        if (in->code >= INPUT_BUTTON__MAX ||
+            (in->value != 0 && in->value != 1) || in->len) {
+            return -EINVAL;
+        }
+        qemu_input_queue_btn(NULL, in->code, down);
+        qemu_input_event_sync();
+        return 0;
+    case VMSIG_INPUT_REL:
+        if (in->code >= INPUT_AXIS__MAX || in->len) {
+            return -EINVAL;
+        }
+        qemu_input_queue_rel(NULL, in->code, in->value);
+        qemu_input_event_sync();
+        return 0;
+    case VMSIG_INPUT_ABS:
+        if (in->code >= INPUT_AXIS__MAX || in->len ||
+            in->value < INPUT_EVENT_ABS_MIN || in->value > INPUT_EVENT_ABS_MAX) {
+            return -EINVAL;
+        }
+        qemu_input_queue_abs(NULL, in->code, in->value,
+                             INPUT_EVENT_ABS_MIN, INPUT_EVENT_ABS_MAX);
+        qemu_input_event_sync();
+        return 0;
+    case VMSIG_INPUT_TEXT:
+        if (!in->len || in->len > VMSIG_TEXT_MAX || cmd->ool_len != in->len ||
+            !cmd->ool) {
+            return -EINVAL;
+        }
+        return vmsig_input_text(cmd->ool, in->len);
+    default:
+        return -EINVAL;
+    }
+}
