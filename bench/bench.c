@@ -114,6 +114,9 @@ void bench_emit(const bench_row *r)
         }
         printf(", \"target_met\": %s", met < 0 ? "null" : met ? "true" : "false");
     }
+    if (r->extra_name) {
+        json_num(r->extra_name, r->extra_value);
+    }
     if (r->samples_vmsig || r->samples_peer) {
         printf(", \"samples\": [%d, %d]", r->samples_vmsig, r->samples_peer);
     }

@@ -37,6 +37,8 @@ typedef struct bench_row {
     double target_abs;   /* absolute bound on vmsig (NAN: none) */
     const char *note;
     int samples_vmsig, samples_peer;
+    const char *extra_name; /* an extra numeric field (diagnostics), or NULL */
+    double extra_value;
 } bench_row;
 
 /* Print one row as a JSON object on a line of its own on stdout. */
