@@ -170,21 +170,11 @@ int cmd_type(int argc, char **argv)
     if (argc < 2) {
         return usage_error("type", "expected TEXT");
     }
-    size_t len = 0;
-    for (int i = 1; i < argc; i++) {
-        len += strlen(argv[i]) + 1;
-    }
-    char *text = calloc(1, len + 1);
+    char *text = join_args(argc - 1, argv + 1);
     if (!text) {
         return EX_OTHER;
     }
-    for (int i = 1; i < argc; i++) {
-        strcat(text, argv[i]);
-        if (i + 1 < argc) {
-            strcat(text, " ");
-        }
-    }
-    len = strlen(text);
+    size_t len = strlen(text);
     for (size_t i = 0; i < len; i++) {
         if ((unsigned char)text[i] >= 0x80) {
             free(text);

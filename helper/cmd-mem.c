@@ -21,6 +21,26 @@ static int usable(const hconn *h)
     return h->c && !h->gone;
 }
 
+void keep_memctx(hconn *h, const vmsig_msg *m)
+{
+    if (m->ev.kind != VMSIG_EV_MEMCTX || m->ev.endpoint != h->ep) {
+        return;
+    }
+    vmsig_memmap_unref(h->map);
+    h->map = NULL;
+    h->mc = m->ev.u.memctx;
+    h->have_mc = 1;
+    if (!h->mc.status) {
+        int err = 0;
+        /* Our own map of exactly this endpoint; the fds stay the client's. */
+        h->map = vmsig_memmap_new(&m->ev, m->fds, m->nfds, &err);
+        if (!h->map) {
+            h->mc.status = err;
+            snprintf(h->mc.why, sizeof(h->mc.why), "cannot map it: %s", strerror(-err));
+        }
+    }
+}
+
 vmsig_memmap *wait_memmap(hconn *h, int *rc)
 {
     int64_t deadline = G.timeout_ms < 0 ? -1 : now_ms() + G.timeout_ms;
@@ -31,6 +51,9 @@ vmsig_memmap *wait_memmap(hconn *h, int *rc)
     }
     for (;;) {
         vmsig_msg m;
+        if (h->have_mc) {
+            break;
+        }
         int64_t left = deadline < 0 ? -1 : deadline - now_ms();
         int r = vmsig_client_next(h->c, &m, deadline < 0 ? -1 : left < 0 ? 0 : (int)left);
         if (r == -ETIMEDOUT) {
@@ -44,28 +67,21 @@ vmsig_memmap *wait_memmap(hconn *h, int *rc)
             *rc = fail(h, r, "memctx", VMSIG_CAP_MEMCTX, 0);
             return NULL;
         }
-        if (m.ev.kind != VMSIG_EV_MEMCTX || m.ev.endpoint != h->ep) {
-            continue;
-        }
-        const vmsig_wire_memctx *mc = &m.ev.u.memctx;
-        if (mc->status) {
-            errmsg(h, "MEMCTX unavailable: %.*s", (int)sizeof(mc->why), mc->why);
-            if (G.json) {
-                printf("{\"socket\":%s,\"ep\":%u,\"ok\":false,\"exit\":%d,\"error\":%s}\n",
-                       jstr(h->path), h->ep, EX_NOMEM, jstr(mc->why));
-            }
-            *rc = EX_NOMEM;
-            h->rc = h->rc ? h->rc : EX_NOMEM;
-            return NULL;
-        }
-        /* Our own map of exactly this endpoint; the fds stay the client's. */
-        int err = 0;
-        vmsig_memmap *map = vmsig_memmap_new(&m.ev, m.fds, m.nfds, &err);
-        if (!map) {
-            *rc = fail(h, err, "mapping MEMCTX", 0, 0);
-        }
-        return map;
+        keep_memctx(h, &m);
     }
+    if (h->mc.status) {
+        char why[sizeof(h->mc.why) + 1];
+        snprintf(why, sizeof(why), "%.*s", (int)sizeof(h->mc.why), h->mc.why);
+        errmsg(h, "MEMCTX unavailable: %s", why);
+        if (G.json) {
+            printf("{\"socket\":%s,\"ep\":%u,\"ok\":false,\"exit\":%d,\"error\":%s}\n",
+                   jstr(h->path), h->ep, EX_NOMEM, jstr(why));
+        }
+        *rc = EX_NOMEM;
+        h->rc = h->rc ? h->rc : EX_NOMEM;
+        return NULL;
+    }
+    return vmsig_memmap_ref(h->map);
 }
 
 static int read_failed(hconn *h, const vmsig_memmap *map, uint64_t gpa, uint64_t len)
@@ -387,16 +403,24 @@ int cmd_find(int argc, char **argv)
             return usage_error("find", opt == 'm' ? "bad --max" : "bad option");
         }
     }
-    if (argc - optind != 1 || !*argv[optind]) {
-        return usage_error("find", "expected one non-empty PATTERN");
+    /* PATTERN may be split over arguments ("find --hex de ad"): join them. */
+    char *text = join_args(argc - optind, argv + optind);
+    if (!text || !*text) {
+        free(text);
+        return usage_error("find", "expected a non-empty PATTERN");
     }
     if (hex) {
-        if (parse_hex_bytes(argv[optind], &pat, &plen) < 0) {
-            return usage_error("find", "bad hex bytes '%s'", argv[optind]);
+        int r = parse_hex_bytes(text, &pat, &plen);
+        if (r < 0) {
+            usage_error("find", "bad hex bytes '%s'", text);
+        }
+        free(text);
+        if (r < 0) {
+            return EX_USAGE;
         }
     } else {
-        pat = (uint8_t *)strdup(argv[optind]);
-        plen = strlen(argv[optind]);
+        pat = (uint8_t *)text;
+        plen = strlen(text);
     }
     if (!pat || plen > 4096) {
         free(pat);
@@ -536,19 +560,9 @@ int cmd_write(int argc, char **argv)
         return usage_error("write", "bad GPA '%s'", argv[optind]);
     }
     /* DATA may be split over several arguments: join them with spaces. */
-    size_t tlen = 0;
-    for (int i = optind + 1; i < argc; i++) {
-        tlen += strlen(argv[i]) + 1;
-    }
-    char *text = calloc(1, tlen + 1);
+    char *text = join_args(argc - optind - 1, argv + optind + 1);
     if (!text) {
         return EX_OTHER;
-    }
-    for (int i = optind + 1; i < argc; i++) {
-        strcat(text, argv[i]);
-        if (i + 1 < argc) {
-            strcat(text, " ");
-        }
     }
     if (str) {
         data = (uint8_t *)text;

@@ -243,6 +243,13 @@ int cmd_acquire(int argc, char **argv)
             h->c = NULL;
             continue;
         }
+        /* The ARB events of our own acquisition (GRANTED, or PREEMPTED by
+         * us) come ahead of the reply: skip them, so that a later PREEMPTED
+         * can only mean that we lost it. */
+        vmsig_msg m;
+        while (vmsig_client_next(h->c, &m, 0) == 0) {
+            keep_memctx(h, &m); /* for a --then read/dump/find */
+        }
         held++;
         if (G.json) {
             done(h, "acquire", NULL);

@@ -31,6 +31,11 @@ typedef struct hconn {
     uint32_t ep;                   /* endpoint our commands go to */
     int rc;                        /* first failure on this connection (EX_*) */
     int gone;                      /* saw EPIPE */
+    /* The last MEMCTX of ep seen while doing something else (acquire):
+     * mapped if available, else mc says why. */
+    int have_mc;
+    vmsig_wire_memctx mc;
+    vmsig_memmap *map;
 } hconn;
 
 typedef struct hopts {
@@ -91,6 +96,8 @@ int parse_i64(const char *s, int64_t *out);
 int parse_size(const char *s, uint64_t *out);
 /* "0x1f2e", "de ad be ef", "0xde,0xad" -> bytes in the order written. */
 int parse_hex_bytes(const char *s, uint8_t **buf, size_t *len);
+/* argv[0..argc) joined with single spaces (malloc'ed; NULL on OOM). */
+char *join_args(int argc, char **argv);
 /* "input" -> VMSIG_CLASS_INPUT, ...; 0 if unknown. */
 uint32_t class_by_name(const char *s);
 const char *class_label(uint32_t cls);
@@ -107,6 +114,8 @@ const char *up_kind_label(uint32_t kind);
 uint32_t up_kind_by_name(const char *s);
 int64_t now_ms(void);
 
+/* If m is a MEMCTX of h->ep, keep it (mapped) for wait_memmap. */
+void keep_memctx(hconn *h, const vmsig_msg *m);
 /* Wait for the MEMCTX of h->ep and map it. Returns the map or NULL with the
  * exit code in *rc (already reported). */
 vmsig_memmap *wait_memmap(hconn *h, int *rc);

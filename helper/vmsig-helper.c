@@ -238,8 +238,11 @@ static int set_rc(hconn *h, int rc)
 static void json_fail(hconn *h, const char *what, int rc, const char *msg)
 {
     if (G.json) {
+        /* "write at 0x1000" -> "write": the command, the context is in msg */
+        char cmd[32];
+        snprintf(cmd, sizeof(cmd), "%.*s", (int)strcspn(what, " "), what);
         printf("{\"socket\":%s,\"ep\":%u,\"command\":%s,\"ok\":false,\"exit\":%d,\"error\":%s}\n",
-               jstr(h->path), h->ep, jstr(what), rc, jstr(msg));
+               jstr(h->path), h->ep, jstr(cmd), rc, jstr(msg));
         fflush(stdout);
     }
 }
@@ -467,6 +470,22 @@ int parse_size(const char *s, uint64_t *out)
     }
     *out = v << shift;
     return 0;
+}
+
+char *join_args(int argc, char **argv)
+{
+    size_t len = 1;
+    for (int i = 0; i < argc; i++) {
+        len += strlen(argv[i]) + 1;
+    }
+    char *s = calloc(1, len);
+    for (int i = 0; s && i < argc; i++) {
+        strcat(s, argv[i]);
+        if (i + 1 < argc) {
+            strcat(s, " ");
+        }
+    }
+    return s;
 }
 
 static int hexval(int c)
@@ -765,6 +784,7 @@ int main(int argc, char **argv)
     optind = 0;
     int rc = cmd->run(argc - first, argv + first);
     for (unsigned i = 0; i < G.nconn; i++) {
+        vmsig_memmap_unref(G.conns[i].map);
         vmsig_client_close(G.conns[i].c);
     }
     fflush(stdout);
