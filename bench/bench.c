@@ -107,6 +107,12 @@ void bench_emit(const bench_row *r)
     if (r->target) {
         int met = -1;
         json_str("target", r->target);
+        if (!isnan(r->target_abs)) {
+            json_num(r->lower_better ? "target_max" : "target_min", r->target_abs);
+        }
+        if (!isnan(r->target_ratio)) {
+            json_num("target_ratio", r->target_ratio);
+        }
         if (!isnan(r->target_abs) && !isnan(r->vmsig)) {
             met = r->lower_better ? r->vmsig < r->target_abs : r->vmsig > r->target_abs;
         } else if (!isnan(r->target_ratio) && !isnan(ratio)) {
