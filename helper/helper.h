@@ -58,6 +58,7 @@ typedef struct hcmd {
     const char *name;
     int (*run)(int argc, char **argv);
     const char *synopsis;  /* one line for the overview */
+    const char *brief;     /* what it does, a few words for the overview */
     const char *help;      /* `COMMAND --help` text, after the synopsis */
 } hcmd;
 

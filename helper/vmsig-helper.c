@@ -30,10 +30,10 @@ volatile sig_atomic_t g_stop;
     "and waits for the reply (--timeout). Prints a confirmation unless -q.\n"
 
 const hcmd helper_cmds[] = {
-    { "status", cmd_status, "status",
+    { "status", cmd_status, "status", "VM state, vCPUs, RAM, QEMU version, MEMCTX generation",
       "Query the VM (CMD_VM query): run state, vCPUs, RAM size, QEMU version,\n"
       "name, endpoint and current MEMCTX generation. Needs capability VM.\n" },
-    { "watch", cmd_watch, "watch [--count N] [--until KIND] [--live] [--source LIST]",
+    { "watch", cmd_watch, "watch [--count N] [--until KIND] [--live] [--source LIST]", "stream UP events",
       "Stream UP events until SIGINT/SIGTERM, N events (--count) or the first live\n"
       "event of KIND (--until RUNSTATE|RESET|POWERDOWN|SUSPEND|WAKEUP|SHUTDOWN|\n"
       "MEMCTX|MEMWRITE_DONE|ARB). Events re-sent as current state on attach are\n"
@@ -41,48 +41,48 @@ const hcmd helper_cmds[] = {
       "--until never matches them. --source seam,memctx,arb narrows what is\n"
       "subscribed (default: all the grant allows).\n"
       "Exit 0 when stopped as asked, 5 when every VM went away first.\n" },
-    { "stop", cmd_simple, "stop", "Stop the vCPUs (CMD_VM stop). Needs VM; class run.\n" CONTROL_HELP },
-    { "cont", cmd_simple, "cont", "Continue the vCPUs (CMD_VM cont). Needs VM; class run.\n" CONTROL_HELP },
-    { "pause", cmd_simple, "pause", "Pause the VM (CMD_LIFECYCLE pause). Needs LIFECYCLE; class run.\n" CONTROL_HELP },
-    { "resume", cmd_simple, "resume", "Resume the VM (CMD_LIFECYCLE resume). Needs LIFECYCLE; class run.\n" CONTROL_HELP },
-    { "wakeup", cmd_simple, "wakeup", "Wake a suspended guest (CMD_LIFECYCLE wakeup). Needs LIFECYCLE; class run.\n" CONTROL_HELP },
-    { "powerdown", cmd_simple, "powerdown", "ACPI power button (CMD_POWER powerdown). Needs POWER; class power.\n" CONTROL_HELP },
-    { "reset", cmd_simple, "reset", "Reset the machine (CMD_POWER reset). Needs POWER; class power.\n" CONTROL_HELP },
-    { "quit", cmd_simple, "quit", "Make QEMU quit (CMD_POWER quit). Needs POWER; class power.\n" CONTROL_HELP },
-    { "read", cmd_read, "read [--raw] GPA LEN",
+    { "stop", cmd_simple, "stop", "stop the vCPUs (CMD_VM)", "Stop the vCPUs (CMD_VM stop). Needs VM; class run.\n" CONTROL_HELP },
+    { "cont", cmd_simple, "cont", "continue the vCPUs (CMD_VM)", "Continue the vCPUs (CMD_VM cont). Needs VM; class run.\n" CONTROL_HELP },
+    { "pause", cmd_simple, "pause", "pause the VM (LIFECYCLE)", "Pause the VM (CMD_LIFECYCLE pause). Needs LIFECYCLE; class run.\n" CONTROL_HELP },
+    { "resume", cmd_simple, "resume", "resume the VM (LIFECYCLE)", "Resume the VM (CMD_LIFECYCLE resume). Needs LIFECYCLE; class run.\n" CONTROL_HELP },
+    { "wakeup", cmd_simple, "wakeup", "wake a suspended guest (LIFECYCLE)", "Wake a suspended guest (CMD_LIFECYCLE wakeup). Needs LIFECYCLE; class run.\n" CONTROL_HELP },
+    { "powerdown", cmd_simple, "powerdown", "ACPI power button (POWER)", "ACPI power button (CMD_POWER powerdown). Needs POWER; class power.\n" CONTROL_HELP },
+    { "reset", cmd_simple, "reset", "reset the machine (POWER)", "Reset the machine (CMD_POWER reset). Needs POWER; class power.\n" CONTROL_HELP },
+    { "quit", cmd_simple, "quit", "make QEMU quit (POWER)", "Make QEMU quit (CMD_POWER quit). Needs POWER; class power.\n" CONTROL_HELP },
+    { "read", cmd_read, "read [--raw] GPA LEN", "hexdump guest RAM from the read-only mapping",
       "Read LEN bytes of guest RAM at guest-physical address GPA from the\n"
       "read-only MEMCTX mapping (no round trip to QEMU) and print them like\n"
       "`xxd`, or write them unchanged to stdout with --raw. Needs MEMCTX.\n" },
-    { "dump", cmd_dump, "dump FILE [GPA LEN]",
+    { "dump", cmd_dump, "dump FILE [GPA LEN]", "save all guest RAM, or a range, to a file",
       "Write all guest RAM (segments in GPA order, concatenated) or the range\n"
       "[GPA, GPA+LEN) to FILE (\"-\" = stdout). A progress bar is drawn on stderr\n"
       "when stderr is a terminal. With several sockets FILE gets a suffix .0, .1,\n"
       "... in the order of -s. Needs MEMCTX.\n" },
-    { "find", cmd_find, "find [--hex] [--max N] PATTERN",
+    { "find", cmd_find, "find [--hex] [--max N] PATTERN", "GPAs where a string or bytes occur",
       "Print every GPA where PATTERN occurs in guest RAM, including matches that\n"
       "cross a boundary between GPA-contiguous segments. PATTERN is a string, or\n"
       "bytes with --hex (\"de ad be ef\", \"0xdeadbeef\"). --max N stops after N\n"
       "matches. Needs MEMCTX.\n" },
-    { "write", cmd_write, "write [--string] GPA DATA...",
+    { "write", cmd_write, "write [--string] GPA DATA...", "write guest RAM (MEMWRITE)",
       "Write DATA to guest RAM at GPA (CMD_MEMWRITE; atomic per 1 MiB piece).\n"
       "DATA is hex bytes in the order written (\"0xdeadbeef\", \"de ad be ef\"),\n"
       "@FILE for a file's contents, or text with --string. Every MEMCTX\n"
       "subscriber then sees MEMWRITE_DONE. Needs MEMWRITE; class memwrite.\n" },
-    { "key", cmd_key, "key [--hold-time MS] QCODE...",
+    { "key", cmd_key, "key [--hold-time MS] QCODE...", "press+release keys by qcode name",
       "Press and release keys by QEMU qcode name (a, ret, shift, f1, kp_add, ...;\n"
       "aliases enter, space, escape, backspace). A combo like ctrl-alt-delete\n"
       "presses every key in order, then releases them in reverse. Each argument is\n"
       "one press+release. --hold-time waits MS between press and release.\n"
       "`key --list` prints the qcode table. Needs INPUT; class input.\n" },
-    { "type", cmd_type, "type TEXT...",
+    { "type", cmd_type, "type TEXT...", "type US-ASCII text",
       "Type US-ASCII text (CMD_INPUT text; arguments joined by spaces).\n"
       "Needs INPUT; class input.\n" },
     { "mouse", cmd_mouse,
-      "mouse move DX DY | abs X Y | click [BTN] | down BTN | up BTN",
+      "mouse move DX DY | abs X Y | click [BTN] | down BTN | up BTN", "pointer motion and buttons",
       "Pointer input. move: relative motion; abs: absolute position, 0..32767 on\n"
       "each axis; click: press+release (default left); BTN is left, middle,\n"
       "right, wheel-up, wheel-down, side or extra. Needs INPUT; class input.\n" },
-    { "acquire", cmd_acquire, "acquire CLASS [--hold SECONDS | --then COMMAND [ARGS]]",
+    { "acquire", cmd_acquire, "acquire CLASS [--hold SECONDS | --then COMMAND [ARGS]]", "own an input/run/power/memwrite class while connected",
       "Take exclusive ownership of CLASS (input, run, power, memwrite) on the\n"
       "endpoint. Ownership belongs to the connection: it ends when the helper\n"
       "exits, is interrupted, or closes the socket. So `acquire` keeps the\n"
@@ -91,11 +91,11 @@ const hcmd helper_cmds[] = {
       "If another control preempts us, exit 4. Needs the class's capability.\n"
       "  vmsig-helper acquire input --hold 10\n"
       "  vmsig-helper acquire input --then type 'hello'\n" },
-    { "release", cmd_release, "release CLASS",
+    { "release", cmd_release, "release CLASS", "give a class back",
       "Release CLASS. Ownership is per connection, so this is only useful after\n"
       "`acquire` on the same connection (`acquire run --then release run`);\n"
       "on a fresh connection it reports \"not the owner\" (exit 7).\n" },
-    { NULL, NULL, NULL, NULL },
+    { NULL, NULL, NULL, NULL, NULL },
 };
 
 const hcmd *find_cmd(const char *name)
@@ -143,7 +143,11 @@ static void usage(FILE *f)
         "\n"
         "Commands:\n");
     for (const hcmd *c = helper_cmds; c->name; c++) {
-        fprintf(f, "  %s\n", c->synopsis);
+        if (strlen(c->synopsis) <= 22) {
+            fprintf(f, "  %-22s  %s\n", c->synopsis, c->brief);
+        } else {
+            fprintf(f, "  %s\n  %-22s  %s\n", c->synopsis, "", c->brief);
+        }
     }
     fprintf(f,
         "\nNumbers are decimal or 0x hex; sizes take K/M/G suffixes (1024-based).\n\n%s",
@@ -153,7 +157,7 @@ static void usage(FILE *f)
 int want_help(const hcmd *cmd, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--")) {
+        if (!strcmp(argv[i], "--") || !strcmp(argv[i], "--then")) {
             break;
         }
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
