@@ -1023,8 +1023,7 @@ int vmsig_control_submit(vmsig_control *c, const vmsig_event *cmd, vmsig_reply *
         core_leave(core);
     }
     reply->status = r;
-    if (r < 0) {
-        reply->len = 0;
-    }
+    /* On failure a body, if the backend set one, is its NUL-terminated
+     * explanation (QEMU's error text); the core's own refusals have none. */
     return r;
 }

@@ -429,7 +429,7 @@ static void command(sockconn *c, const vmsig_wire_frame *f)
     if (c->dead || c->state != ST_ATTACHED) {
         return; /* detached meanwhile (e.g. our own queue overflowed) */
     }
-    uint32_t len = rc == 0 && rep.len <= VMSIG_REPLY_BODY_MAX ? rep.len : 0;
+    uint32_t len = rep.len <= VMSIG_REPLY_BODY_MAX ? rep.len : 0;
     push_reply(c, f->hdr.id, f->hdr.endpoint, rc, rep.body, len);
 }
 

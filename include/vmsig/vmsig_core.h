@@ -64,7 +64,8 @@ vmsig_arb_policy vmsig_arb_policy_by_name(const char *name);
  * command: a DOWN command that already passed the grant and arbitration
  *   checks. cmd is borrowed for the call (cmd->ool too). Fill reply->body /
  *   reply->len for a body (CMD_VM query: vmsig_wire_vminfo). Return 0 or a
- *   negative errno; the core puts it in the reply. ACQUIRE/RELEASE/NOP never
+ *   negative errno; the core puts it in the reply. When refusing, the body
+ *   may be a NUL-terminated explanation (it reaches the control). ACQUIRE/RELEASE/NOP never
  *   reach it. If it returns 0 for CMD_MEMWRITE, the core publishes
  *   VMSIG_EV_MEMWRITE_DONE to the MEMCTX subscribers after the reply.
  */

@@ -71,6 +71,14 @@ static int vm_command(void *opaque, const vmsig_event *cmd, uint32_t principal,
         return 0;
     case VMSIG_CMD_MEMWRITE:
         return vm_memwrite(m, cmd);
+    case VMSIG_CMD_LIFECYCLE:
+        if (cmd->u.cmd.op == VMSIG_LC_WAKEUP && m->state[cmd->endpoint] != VMSIG_RS_SUSPENDED) {
+            /* a refusal explained in words, as QEMU's glue does */
+            reply->len = (uint32_t)g_strlcpy((char *)reply->body, "guest is not suspended",
+                                             sizeof(reply->body)) + 1;
+            return -EINVAL;
+        }
+        return 0;
     default:
         return 0;
     }
@@ -838,6 +846,28 @@ static void test_backend_query_and_stop(void)
     vmsig_core_free(f.core);
 }
 
+/* A refusal by the VM side keeps its explanation in the reply body. */
+static void test_backend_refusal_text(void)
+{
+    fixture f;
+    rec *r;
+    vmsig_event c = mkcmd(VMSIG_CMD_LIFECYCLE, 0, VMSIG_LC_WAKEUP);
+    vmsig_reply reply;
+
+    fx_init(&f, vmsig_arb_deny);
+    r = rec_new(&f, mkgrant(42, VMSIG_CAP_LIFECYCLE, 1, 0), 0, 0);
+    vm_set_state(&f.vm, 0, VMSIG_RS_RUNNING);
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, &reply), ==, -EINVAL);
+    g_assert_cmpint(reply.status, ==, -EINVAL);
+    g_assert_cmpstr((const char *)reply.body, ==, "guest is not suspended");
+    /* the core's own refusals carry no body */
+    c = mkcmd(VMSIG_CMD_POWER, 0, VMSIG_PWR_RESET);
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, &reply), ==, -EPERM);
+    g_assert_cmpuint(reply.len, ==, 0);
+    rec_free(r);
+    vmsig_core_free(f.core);
+}
+
 /* ================= arbitration ================= */
 
 static void assert_arb(const vmsig_event *ev, uint32_t cls, uint32_t what, uint32_t owner,
@@ -1332,6 +1362,7 @@ int main(int argc, char **argv)
     g_test_add_func("/core/submit/einval", test_submit_einval);
     g_test_add_func("/core/submit/no-backend", test_submit_no_backend);
     g_test_add_func("/core/submit/query-and-stop", test_backend_query_and_stop);
+    g_test_add_func("/core/submit/refusal-text", test_backend_refusal_text);
     g_test_add_func("/core/arb/deny", test_arb_deny);
     g_test_add_func("/core/arb/run-class", test_arb_run_class);
     g_test_add_func("/core/arb/preempt", test_arb_preempt);
