@@ -184,7 +184,9 @@ typedef struct vmsig_wire_memctx {
     uint64_t generation; /* grows by one per published map, starts at 1 */
     uint64_t ram_size;   /* total guest RAM bytes in the map */
     uint32_t nseg;       /* segments that follow */
-    int32_t  status;     /* 0, or -ENODEV when guest RAM is not shareable */
+    int32_t  status;     /* 0; -ENODEV guest RAM not shareable; -E2BIG map over
+                          * VMSIG_MEMCTX_MAX_SEGS / VMSIG_WIRE_MAX_FDS; other
+                          * -errno: the read-only reopen failed */
     char     why[104];   /* NUL padded; set when status != 0 */
 } vmsig_wire_memctx;
 _Static_assert(sizeof(vmsig_wire_memctx) == 128, "memctx size");
