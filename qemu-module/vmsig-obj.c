@@ -94,6 +94,7 @@ struct VmsigState {
     VmsigMem *mem;
     VMChangeStateEntry *vmse;
     Notifier qapi_event;            /* QAPI events -> SEAM */
+    RunState last_rs;               /* state in the last RUNSTATE published */
     Notifier exit;                  /* QEMU exiting: say BYE, unlink */
     bool notifiers_added;
 };
@@ -259,33 +260,48 @@ static RunState vmsig_runstate(void)
     return state;
 }
 
-static void vmsig_publish_seam(VmsigState *s, uint32_t kind, uint32_t cause,
-                               bool guest)
+static void vmsig_publish_runstate(VmsigState *s, RunState state, bool running)
 {
-    vmsig_event ev = {
-        .kind = kind,
-        .endpoint = s->endpoint,
-        .u.seam = {
-            .state = vmsig_runstate(),
-            .running = runstate_is_running(),
-            .cause = cause,
-            .guest = guest,
-        },
-    };
-
-    vmsig_core_publish(s->core, &ev); /* the core stamps seq and ts */
-}
-
-static void vmsig_vm_state_change(void *opaque, bool running, RunState state)
-{
-    VmsigState *s = opaque;
     vmsig_event ev = {
         .kind = VMSIG_EV_RUNSTATE,
         .endpoint = s->endpoint,
         .u.seam = { .state = state, .running = running },
     };
 
+    s->last_rs = state;
+    vmsig_core_publish(s->core, &ev); /* the core stamps seq and ts */
+}
+
+/*
+ * A SEAM event other than RUNSTATE. Some run-state changes happen without
+ * the VM change-state handlers (suspend sets RUN_STATE_SUSPENDED directly,
+ * wakeup sets RUN_STATE_RUNNING): a RUNSTATE follows whenever the state now
+ * differs from the last one published, so RUNSTATE alone tracks the state.
+ */
+static void vmsig_publish_seam(VmsigState *s, uint32_t kind, uint32_t cause,
+                               bool guest)
+{
+    RunState state = vmsig_runstate();
+    vmsig_event ev = {
+        .kind = kind,
+        .endpoint = s->endpoint,
+        .u.seam = {
+            .state = state,
+            .running = runstate_is_running(),
+            .cause = cause,
+            .guest = guest,
+        },
+    };
+
     vmsig_core_publish(s->core, &ev);
+    if (state != s->last_rs) {
+        vmsig_publish_runstate(s, state, runstate_is_running());
+    }
+}
+
+static void vmsig_vm_state_change(void *opaque, bool running, RunState state)
+{
+    vmsig_publish_runstate(opaque, state, running);
 }
 
 static uint32_t vmsig_cause(QDict *data)
@@ -576,7 +592,7 @@ static bool vmsig_start(VmsigState *s, Error **errp)
     qemu_set_fd_handler(vmsig_core_fd(s->core), vmsig_fd_read, NULL, s);
 
     /* the first snapshot a control gets is the state right now */
-    vmsig_publish_seam(s, VMSIG_EV_RUNSTATE, 0, false);
+    vmsig_publish_runstate(s, vmsig_runstate(), runstate_is_running());
     s->vmse = qemu_add_vm_change_state_handler(vmsig_vm_state_change, s);
     s->qapi_event.notify = vmsig_qapi_event;
     s->exit.notify = vmsig_exit;

@@ -15,6 +15,7 @@
 VM_MAILBOX=0x0c800000
 VM_COUNTER=0x0c800008
 VM_MAGIC=0x0c800010
+VM_CMD=0x0c800018 # guest command: 1 reboot, 2 power off, 3 suspend (S3)
 
 vm_start() {
 	local dir=$1
@@ -24,7 +25,9 @@ vm_start() {
 	VM_QMP=$dir/qmp.sock
 	VM_CONSOLE=$dir/console.log
 	: >"$VM_CONSOLE"
-	"$VMSIG_QEMU" -accel tcg -m 256 -smp 1 -display none -nodefaults -no-reboot \
+	local reboot=-no-reboot # VM_REBOOT=1: a guest reboot resets instead of quitting
+	[ "${VM_REBOOT:-0}" = 1 ] && reboot=
+	"$VMSIG_QEMU" -accel tcg -m 256 -smp 1 -display none -nodefaults $reboot \
 		-name vmsig-guest \
 		-object memory-backend-memfd,id=ram0,size=256M,share=on \
 		-machine pc,memory-backend=ram0 \
