@@ -15,8 +15,14 @@
 #include <vmsig/vmsig_core.h>
 
 static vmsig_core *core;
-static int vm_running = 1;                  /* the toy VM's whole state */
+static int vm_running = 1; /* the toy VM's whole state */
 static int saw_running, saw_paused, saw_memctx;
+
+static int die(const char *what, int err)
+{
+    fprintf(stderr, "inproc-control: %s: %s\n", what, strerror(-err));
+    return 1;
+}
 
 /* The toy VM tells the core its run state changed (QEMU's glue does this
  * from its run-state hook). */
@@ -69,13 +75,12 @@ static int on_memctx(void *opaque, const vmsig_event *ev, const int *fds, unsign
     const vmsig_wire_memseg *seg = ev->ool;
     printf("control: MEMCTX gen=%llu segs=%u fds=%u\n",
            (unsigned long long)ev->u.memctx.generation, ev->u.memctx.nseg, nfds);
-    if (nfds == 1 && ev->u.memctx.nseg == 1) {
-        const char *ram = mmap(NULL, seg->size, PROT_READ, MAP_SHARED, fds[0], 0);
-        if (ram != MAP_FAILED) {
-            printf("control: guest RAM says \"%s\"\n", ram);
-            saw_memctx = ram[0] == 'h';
-            munmap((void *)ram, seg->size);
-        }
+    const char *ram = nfds == 1 ? mmap(NULL, seg->size, PROT_READ, MAP_SHARED, fds[0], 0)
+                                : MAP_FAILED;
+    if (ram != MAP_FAILED) {
+        printf("control: guest RAM says \"%s\"\n", ram);
+        saw_memctx = ram[0] == 'h';
+        munmap((void *)ram, seg->size);
     }
     return 0;
 }
@@ -86,7 +91,7 @@ int main(void)
     static const vmsig_backend_ops vm_ops = { .command = vm_command };
     vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .backend = &vm_ops };
     if (!(core = vmsig_core_new(&cfg, &err))) {
-        return fprintf(stderr, "vmsig_core_new: %s\n", strerror(-err)), 1;
+        return die("vmsig_core_new", err);
     }
 
     /* Attach the control: everything on endpoint 0, allowed to observe,
@@ -97,7 +102,7 @@ int main(void)
                           .caps = VMSIG_CAP_OBSERVE | VMSIG_CAP_MEMCTX | VMSIG_CAP_VM };
     vmsig_inproc *ctl = vmsig_inproc_new(core, &icfg, &grant, &err);
     if (!ctl) {
-        return fprintf(stderr, "vmsig_inproc_new: %s\n", strerror(-err)), 1;
+        return die("vmsig_inproc_new", err);
     }
 
     /* The toy VM starts, then publishes its 64 KiB of "RAM": a memfd, handed
@@ -105,17 +110,18 @@ int main(void)
     vm_publish_state();
     int ram = memfd_create("toy-ram", MFD_CLOEXEC);
     char path[64];
-    if (ram < 0 || ftruncate(ram, 65536) < 0 || pwrite(ram, "hello from the toy VM", 22, 0) != 22)
-        return perror("toy RAM"), 1;
     snprintf(path, sizeof(path), "/proc/self/fd/%d", ram);
     int ro = open(path, O_RDONLY | O_CLOEXEC);
+    if (ro < 0 || ftruncate(ram, 65536) < 0 || pwrite(ram, "hello from the toy VM", 22, 0) != 22) {
+        return die("toy RAM", -errno);
+    }
     vmsig_wire_memctx mc = { .generation = 1, .ram_size = 65536, .nseg = 1 };
     vmsig_wire_memseg seg = { .gpa = 0, .size = 65536, .offset = 0, .fd_index = 0 };
     err = vmsig_core_publish_memctx(core, 0, &mc, &seg, &ro, 1);
     close(ro); /* the core keeps its own copy */
     close(ram);
     if (err < 0) {
-        return fprintf(stderr, "publish_memctx: %s\n", strerror(-err)), 1;
+        return die("vmsig_core_publish_memctx", err);
     }
 
     /* DOWN: stop the VM, then ask how it is. */
@@ -129,8 +135,8 @@ int main(void)
     if (vmsig_inproc_send(ctl, &query, &reply) == 0 && reply.len >= sizeof(vi)) {
         memcpy(&vi, reply.body, sizeof(vi));
     }
-    printf("control: query -> %s, vcpus=%u, name=%s\n", vmsig_runstate_name(vi.state), vi.vcpus,
-           vi.name);
+    printf("control: query -> %s, vcpus=%u, name=%.32s\n", vmsig_runstate_name(vi.state),
+           vi.vcpus, vi.name);
 
     vmsig_inproc_free(ctl);
     vmsig_core_free(core);

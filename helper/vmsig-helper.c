@@ -352,7 +352,8 @@ unsigned connect_all(uint32_t source_mask)
              * grant); the endpoint is picked from the grant after WELCOME. */
             .sub = { .source_mask = source_mask,
                      .endpoint_mask = G.has_ep ? 1ull << G.ep : ~0ull },
-            .timeout_ms = G.timeout_ms,
+            /* --timeout 0 (no limit) is a day here: the config has no "forever". */
+            .timeout_ms = G.timeout_ms < 0 ? 86400000 : G.timeout_ms,
         };
         int err = 0;
         h->ep = G.has_ep ? G.ep : 0;
