@@ -267,9 +267,18 @@ int fail(hconn *h, int err, const char *what, uint32_t need, uint32_t cls)
             snprintf(msg, sizeof(msg),
                      "refused by grant: endpoint %u is not in the grant (endpoint mask 0x%llx)",
                      h->ep, (unsigned long long)w->endpoint_mask);
-        } else if (need & ~w->caps) {
+        } else if (need && !(need & w->caps)) {
+            /* need lists alternatives (a class is acquired with any of its
+             * capabilities); a command needs exactly one. */
             char miss[128];
-            snprintf(miss, sizeof(miss), "%s", caps_string(need & ~w->caps));
+            size_t n = 0;
+            miss[0] = 0;
+            for (uint32_t bit = 1; bit && bit <= VMSIG_CAP_ALL && n < sizeof(miss); bit <<= 1) {
+                if (need & bit) {
+                    n += (size_t)snprintf(miss + n, sizeof(miss) - n, "%s%s", n ? " or " : "",
+                                          vmsig_cap_name(bit));
+                }
+            }
             snprintf(msg, sizeof(msg), "refused by grant: missing capability %s (grant has %s)",
                      miss, caps_string(w->caps));
         } else {
