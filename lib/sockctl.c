@@ -483,8 +483,8 @@ static void conn_input(sockconn *c)
             frame(c, &f);
             close_fds(f.fds, f.nfds); /* client frames carry none; belt and braces */
         }
-        if (round == READ_ROUNDS) {
-            break;
+        if (round == READ_ROUNDS || (round > 0 && vmsig__wire_reader_short(c->rd))) {
+            break; /* a short read drained the socket: skip the EAGAIN read */
         }
         int rc = vmsig__wire_reader_fill(c->rd, c->fd);
         if (rc == -EAGAIN) {

@@ -252,6 +252,7 @@ struct vmsig_wire_reader {
     uint64_t base;        /* stream offset of buf[0] */
     fdbatch batch[READER_BATCHES];
     unsigned nbatch;
+    int short_read;       /* the last fill got less than it offered room for */
     char err[128];
 };
 
@@ -415,8 +416,14 @@ int vmsig__wire_reader_fill(vmsig_wire_reader *r, int fd)
         b.end = b.start + (uint64_t)n;
         r->batch[r->nbatch++] = b;
     }
+    r->short_read = (size_t)n < iov.iov_len;
     r->len += (size_t)n;
     return (int)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+int vmsig__wire_reader_short(const vmsig_wire_reader *r)
+{
+    return r->short_read;
 }
 
 static void pop_batch(vmsig_wire_reader *r)

@@ -92,6 +92,13 @@ void vmsig__wire_reader_free(vmsig_wire_reader *r);
 int vmsig__wire_reader_fill(vmsig_wire_reader *r, int fd);
 
 /*
+ * 1 if the last fill read less than the room it offered: the socket was
+ * (very likely) empty, so a level-triggered loop may skip the read that
+ * would only return EAGAIN; if more arrived, the fd is readable again.
+ */
+int vmsig__wire_reader_short(const vmsig_wire_reader *r);
+
+/*
  * The next complete frame from the buffer: 1 and *f filled, 0 if more bytes
  * are needed, or a negative errno as listed at the top (the connection is
  * then unusable). Headers are checked as soon as they are in, so an oversized
