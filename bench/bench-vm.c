@@ -40,6 +40,7 @@
 /* vm.stop_event_us: time the vCPU gets to run between cont and the timed
  * stop, the same for both methods (right after cont, SeaBIOS takes the BQL
  * often, and a stop sent then waits for it). */
+#define QUERY_SETTLE_US 200 /* idle time before each query sample, both methods */
 #define SETTLE_US 2000
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -594,11 +595,16 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
     series qv = series_new(n_query), qq = series_new(n_query);
     blog("vm.query_rtt_us");
     for (int i = -50; i < n_query; i++) {
+        /* Each sample starts from an idle main loop: without the pause, the
+         * second method of a pair would wait for what QEMU still does after
+         * answering the first (QMP's monitor bottom halves, for one). */
+        usleep(QUERY_SETTLE_US);
         uint64_t t0 = now_ns();
         qmp_cmd(&qm, "{\"execute\":\"query-status\"}\n");
         uint64_t t1 = now_ns();
         if (i >= 0) qq.v[qq.n++] = (double)(t1 - t0) / 1e3;
         if (!vm_note) {
+            usleep(QUERY_SETTLE_US);
             t0 = now_ns();
             int r = vmsig_client_vm(c, ep, VMSIG_VM_QUERY, &vi);
             t1 = now_ns();
