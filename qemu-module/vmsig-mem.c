@@ -459,15 +459,21 @@ static int vmsig_classify(uint64_t gpa)
  */
 static int vmsig_check_range(VmsigMem *m, uint64_t gpa, uint64_t len)
 {
-    uint64_t pos = gpa, end = gpa + len; /* the core refused wrap-around */
+    /* inclusive bounds: a range may end at 2^64 - 1, where gpa + len wraps */
+    uint64_t pos = gpa, last = gpa + (len - 1); /* the core refused wrap-around */
     guint i;
 
-    while (pos < end) {
+    for (;;) {
         for (i = 0; i < m->cur->len; i++) {
             VmsigSeg *s = &g_array_index(m->cur, VmsigSeg, i);
 
             if (pos >= s->gpa && pos - s->gpa < s->size) {
-                pos = s->gpa + s->size;
+                uint64_t seg_last = s->gpa + (s->size - 1);
+
+                if (seg_last >= last) {
+                    return 0;
+                }
+                pos = seg_last + 1; /* seg_last < last: no wrap */
                 break;
             }
         }
@@ -475,7 +481,6 @@ static int vmsig_check_range(VmsigMem *m, uint64_t gpa, uint64_t len)
             return vmsig_classify(pos);
         }
     }
-    return 0;
 }
 
 /* 1, 2, 4 or 8 aligned bytes: one host store the vCPUs see whole. */

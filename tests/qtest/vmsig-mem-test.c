@@ -299,6 +299,10 @@ static void test_refusals(void)
     g_assert_cmpint(memwrite(w, 0xbfff8, big, 0x10000), ==, -EROFS);
     /* refused by the core before it reaches QEMU */
     g_assert_cmpint(memwrite(w, UINT64_MAX - 3, &v, 8), ==, -EFAULT);
+    /* the last 8 bytes of the address space: no wrap-around, but not RAM
+     * (an end computed as gpa + len would wrap to 0 and skip the check) */
+    g_assert_cmpint(memwrite(w, UINT64_MAX - 7, &v, 8), ==, -EFAULT);
+    g_assert_cmpint(memwrite(w, UINT64_MAX, &v, 1), ==, -EFAULT);
     g_assert_cmpint(raw_memwrite(w, 0x1000, VMSIG_MEMWRITE_MAX + 1, big,
                                  VMSIG_MEMWRITE_MAX + 1), ==, -EINVAL);
     g_assert_cmpint(raw_memwrite(w, 0x1000, 0, NULL, 0), ==, -EINVAL);
