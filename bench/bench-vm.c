@@ -22,12 +22,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -183,6 +185,31 @@ static void qmp_connect(qmp *q, const char *path)
 /* Run one command and wait for its reply and for event `ev`. Events from
  * before the command are discarded first (a query-status round trip flushes
  * them: QMP output is in order). Returns ns from send until the event. */
+/* CLOCK_REALTIME in us, the clock of QMP's event timestamps. */
+static double realtime_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* us from an event's QMP "timestamp" (taken when QEMU built the event) to
+ * received_us, or NAN if the line has none. */
+static double qmp_event_age_us(const char *line, double received_us)
+{
+    const char *t = strstr(line, "\"timestamp\"");
+    long long sec, usec;
+    const char *ps = t ? strstr(t, "\"seconds\":") : NULL;
+    const char *pu = t ? strstr(t, "\"microseconds\":") : NULL;
+    if (!ps || !pu || sscanf(ps, "\"seconds\": %lld", &sec) != 1 ||
+        sscanf(pu, "\"microseconds\": %lld", &usec) != 1) {
+        return NAN;
+    }
+    return received_us - ((double)sec * 1e6 + (double)usec);
+}
+
+static double qmp_last_event_age_us = NAN; /* set by qmp_cmd_event */
+
 static uint64_t qmp_cmd_event(qmp *q, const char *json, const char *ev)
 {
     int got_reply = 0, got_ev = 0;
@@ -200,6 +227,7 @@ static uint64_t qmp_cmd_event(qmp *q, const char *json, const char *ev)
             got_reply = 1;
         } else if (!got_ev && qmp_is_event(l, ev)) {
             t_ev = now_ns();
+            qmp_last_event_age_us = qmp_event_age_us(l, realtime_us());
             got_ev = 1;
         }
     }
@@ -622,6 +650,7 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
 
     /* ---- vm.stop_event_us: alternate stop/cont, interleaving the two ---- */
     series sv = series_new(n_stop), sq = series_new(n_stop), sr = series_new(n_stop);
+    series dv = series_new(n_stop), dq = series_new(n_stop); /* event delivery */
     const char *stop_note = NULL;
     static char stop_note_buf[256];
     blog("vm.stop_event_us");
@@ -633,6 +662,7 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
         usleep(SETTLE_US);
         uint64_t dt = qmp_cmd_event(&qm, "{\"execute\":\"stop\"}\n", "STOP");
         if (i >= 0) sq.v[sq.n++] = (double)dt / 1e3;
+        if (i >= 0 && !isnan(qmp_last_event_age_us)) dq.v[dq.n++] = qmp_last_event_age_us;
         if (vm_note || stop_note) {
             continue;
         }
@@ -656,6 +686,8 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
                 r = vmsig_client_next(c, &m, 5000);
                 if (r == 0 && m.ev.kind == VMSIG_EV_RUNSTATE && !(m.ev.flags & VMSIG_F_SNAPSHOT) &&
                     m.ev.u.seam.running == (phase ? 0u : 1u)) {
+                    /* ts_ns: CLOCK_MONOTONIC when the core published it */
+                    if (phase && i >= 0) dv.v[dv.n++] = (double)(now_ns() - m.ev.ts_ns) / 1e3;
                     break;
                 }
             }
@@ -885,6 +917,13 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
           .note = vm_note ? vm_note : stop_note ? stop_note : "stop sent -> RUNSTATE paused / STOP event in hand",
           .samples_vmsig = sv.n, .samples_peer = sq.n,
           .extra_name = "vmsig_reply_us", .extra_value = s_med(&sr) },
+        { .name = "vm.event_delivery_us", .unit = "us", .vmsig = s_med(&dv), .vmsig_p99 = s_p99(&dv),
+          .peer = "qmp", .peer_value = s_med(&dq), .peer_p99 = s_p99(&dq), .lower_better = 1,
+          .target = NULL, .target_ratio = NAN, .target_abs = NAN,
+          .note = vm_note ? vm_note : stop_note ? stop_note :
+                  "the paused event's own timestamp (vmsig: ts_ns, QMP: timestamp) -> in the "
+                  "control's hands; QEMU's vm_stop itself is not in it",
+          .samples_vmsig = dv.n, .samples_peer = dq.n },
         { .name = "mem.read_gbps", .unit = "GB/s", .vmsig = rd_vmsig, .vmsig_p99 = NAN,
           .peer = "memcpy", .peer_value = rd_memcpy, .peer_p99 = NAN, .target_ratio = NAN,
           .target_abs = NAN, .note = mem_note ? mem_note : "memcpy is the ceiling",
