@@ -65,10 +65,40 @@ struct listener {
     vmsig_watch *w;
     sockconn *conns;
     unsigned nconns;
+    unsigned npending; /* conns in ST_HANDSHAKE */
     int spare; /* reserved fd, given up to refuse a peer when out of fds */
+    int tfd;   /* re-arms the listener after an out-of-fds pause */
+    vmsig_watch *tw;
 };
 
+/* Connections waiting for HELLO, at most: a peer that opens many and says
+ * nothing cannot take every place (they also end at handshake_timeout_ms). */
+#define PENDING_MIN 16u
+/* Out of fds with no spare to refuse a peer: stop polling the listener this
+ * long (ms) instead of spinning on it. */
+#define LISTEN_BACKOFF_MS 100
+
 static void conn_input(sockconn *c);
+
+static unsigned pending_max(const vmsig_core_config *cfg)
+{
+    unsigned quarter = (cfg->max_controls ? cfg->max_controls : 256u) / 4u;
+    return quarter > PENDING_MIN ? quarter : PENDING_MIN;
+}
+
+/* Every state change goes here, so the listener's count of pending
+ * handshakes stays true. */
+static void set_state(sockconn *c, enum conn_state st)
+{
+    if (c->l && c->state != st) {
+        if (c->state == ST_HANDSHAKE) {
+            c->l->npending--;
+        } else if (st == ST_HANDSHAKE) {
+            c->l->npending++;
+        }
+    }
+    c->state = st;
+}
 
 static void close_fds(int *fds, unsigned n)
 {
@@ -121,6 +151,9 @@ static void conn_free(sockconn *c)
             c->next->prev = c->prev;
         }
         l->nconns--;
+        if (c->state == ST_HANDSHAKE) {
+            l->npending--;
+        }
     }
     free(c);
 }
@@ -220,7 +253,7 @@ static void close_or_linger(sockconn *c)
     }
     int rc = vmsig__wire_writer_flush(c->wr, c->fd);
     if (rc == -EAGAIN && !c->shutdown && c->l && c->w && c->tw) {
-        c->state = ST_LINGER;
+        set_state(c, ST_LINGER);
         arm_timer(c, c->timeout_ms);
         update_watch(c);
         return;
@@ -259,10 +292,16 @@ static int conn_deliver(void *opaque, const vmsig_event *ev, const int *fds, uns
     if (c->dead || c->state != ST_ATTACHED) {
         return -EPIPE;
     }
-    if (!c->in_attach && vmsig__wire_writer_count(c->wr) >= c->queue_limit) {
+    int dropped = 0;
+    if (ev->kind == VMSIG_EV_MEMCTX) {
+        /* A new map always replaces the endpoint's unsent one (and closes its
+         * fds): a slow reader holds one map's fds per endpoint, not one per
+         * queued frame. A frame already partly written is left alone. */
+        dropped = vmsig__wire_writer_drop(c->wr, (uint16_t)ev->kind, ev->endpoint);
+    }
+    if (!dropped && !c->in_attach && vmsig__wire_writer_count(c->wr) >= c->queue_limit) {
         /* Full: a newer state replaces a queued older one of the same kind. */
-        int dropped = 0;
-        if (ev->kind == VMSIG_EV_RUNSTATE || ev->kind == VMSIG_EV_MEMCTX) {
+        if (ev->kind == VMSIG_EV_RUNSTATE) {
             dropped = vmsig__wire_writer_drop(c->wr, (uint16_t)ev->kind, ev->endpoint);
         }
         if (!dropped) {
@@ -366,18 +405,19 @@ static void handshake(sockconn *c, const vmsig_wire_frame *f)
     }
 
     vmsig_sub sub = { hello.sub.source_mask, hello.sub.endpoint_mask };
-    c->state = ST_ATTACHED;
+    set_state(c, ST_ATTACHED);
     c->in_attach = 1;
     vmsig_control *ctl = vmsig_core_attach(c->core, &sock_ops, c, &g, &sub, &err);
     c->in_attach = 0;
     if (!ctl) {
-        c->state = ST_HANDSHAKE;
+        set_state(c, ST_HANDSHAKE);
         vmsig__wire_writer_drop_unstarted(c->wr);
         snprintf(text, sizeof(text), "attach refused: %s", strerror(-err));
         goto refuse;
     }
     c->ctl = ctl;
     disarm_timer(c);
+    vmsig__wire_reader_expect(c->rd, 0); /* every client kind from now on */
 
     vmsig_sub eff = vmsig_control_sub(ctl);
     const vmsig_grant *cg = vmsig_control_grant(ctl);
@@ -520,6 +560,17 @@ static void conn_ready(void *opaque, uint32_t events)
         conn_leave(c);
         return;
     }
+    if ((events & (EPOLLHUP | EPOLLERR)) && c->paused) {
+        /* Hung up (shut down both ways) or in error: nothing we queue can
+         * reach the peer any more, so a paused connection would wait for an
+         * EPOLLOUT that never comes while HUP/ERR wake the loop for ever.
+         * One last flush (it fails), then end it. Unpaused, conn_input below
+         * takes what the peer sent before it went and ends at its EOF. */
+        vmsig__wire_writer_flush(c->wr, c->fd);
+        conn_fail(c, -EPIPE, "peer closed");
+        conn_leave(c);
+        return;
+    }
     if (events & EPOLLOUT) {
         int rc = vmsig__wire_writer_flush(c->wr, c->fd);
         if (rc < 0 && rc != -EAGAIN) {
@@ -564,8 +615,11 @@ static void accept_one(listener *l, int fd)
     const vmsig_core_config *cfg = vmsig__core_config(l->core);
     struct ucred cred;
     socklen_t clen = sizeof(cred);
+    /* Refused peers are accepted and closed at once: they see EOF, and the
+     * listener does not stay readable. */
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-        l->nconns >= (cfg->max_controls ? cfg->max_controls : 256u) * 2u) {
+        l->nconns >= (cfg->max_controls ? cfg->max_controls : 256u) * 2u ||
+        l->npending >= pending_max(cfg)) {
         close(fd);
         return;
     }
@@ -583,6 +637,11 @@ static void accept_one(listener *l, int fd)
     c->timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : 5000u;
     c->rd = vmsig__wire_reader_new(VMSIG_WIRE_C2S);
     c->wr = vmsig__wire_writer_new();
+    if (c->rd) {
+        /* HELLO first: anything else is refused from its header, before a
+         * byte of its payload is buffered. */
+        vmsig__wire_reader_expect(c->rd, VMSIG_MSG_HELLO);
+    }
     c->l = l;
     c->next = l->conns;
     if (l->conns) {
@@ -590,6 +649,7 @@ static void accept_one(listener *l, int fd)
     }
     l->conns = c;
     l->nconns++;
+    l->npending++; /* ST_HANDSHAKE, from calloc */
     int err = 0;
     if (c->tfd < 0 || !c->rd || !c->wr) {
         conn_free(c);
@@ -607,6 +667,29 @@ static void accept_one(listener *l, int fd)
     arm_timer(c, c->timeout_ms);
 }
 
+/* Out of fds with no spare: stop polling the listener for a while (a pending
+ * peer would keep it readable and the loop spinning); listener_timer re-arms it. */
+static void listener_backoff(listener *l)
+{
+    struct itimerspec its = { .it_value.tv_nsec = LISTEN_BACKOFF_MS * 1000000L };
+    if (vmsig__watch_mod(l->w, 0) == 0) {
+        timerfd_settime(l->tfd, 0, &its, NULL);
+    }
+}
+
+static void listener_timer(void *opaque, uint32_t events)
+{
+    listener *l = opaque;
+    uint64_t ticks;
+    if (read(l->tfd, &ticks, sizeof(ticks)) != sizeof(ticks)) {
+        return;
+    }
+    if (l->spare < 0) {
+        l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    vmsig__watch_mod(l->w, EPOLLIN); /* still out of fds: backs off again */
+}
+
 static void listener_ready(void *opaque, uint32_t events)
 {
     listener *l = opaque;
@@ -616,11 +699,15 @@ static void listener_ready(void *opaque, uint32_t events)
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
             }
-            if ((errno == EMFILE || errno == ENFILE) && l->spare >= 0) {
+            if (errno == EMFILE || errno == ENFILE) {
+                if (l->spare < 0) {
+                    listener_backoff(l);
+                    return;
+                }
                 /* Out of fds: a pending peer would keep the listener
                  * readable and the loop spinning. Spend the spare fd to
                  * accept it and close it at once (it sees EOF), then take
-                 * the spare back. */
+                 * the spare back (if that fails, the next EMFILE backs off). */
                 close(l->spare);
                 fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd >= 0) {
@@ -641,8 +728,14 @@ static void listener_free(void *opaque)
     if (l->w) {
         vmsig__watch_del(l->w);
     }
+    if (l->tw) {
+        vmsig__watch_del(l->tw);
+    }
     if (l->fd >= 0) {
         close(l->fd);
+    }
+    if (l->tfd >= 0) {
+        close(l->tfd);
     }
     if (l->spare >= 0) {
         close(l->spare);
@@ -732,13 +825,19 @@ int vmsig_core_listen(vmsig_core *core, const char *path, const vmsig_grants *gr
     }
     l->core = core;
     l->fd = fd;
+    l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
     l->dev = st.st_dev;
     l->ino = st.st_ino;
     l->grants = grants;
-    int err = 0;
-    l->w = vmsig__watch_add(core, fd, EPOLLIN, listener_ready, l, &err);
-    if (!l->w) {
+    int err = l->tfd < 0 ? -errno : 0;
+    if (!err) {
+        l->w = vmsig__watch_add(core, fd, EPOLLIN, listener_ready, l, &err);
+    }
+    if (l->w) {
+        l->tw = vmsig__watch_add(core, l->tfd, EPOLLIN, listener_timer, l, &err);
+    }
+    if (!l->w || !l->tw) {
         listener_free(l);
         return err ? err : -ENOMEM;
     }

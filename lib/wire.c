@@ -2,6 +2,7 @@
  * wire.c - frame validation table, fd-carrying send/recv, incremental reader,
  * queued writer. See wire.h and docs/protocol.rst.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -247,6 +248,8 @@ typedef struct fdbatch {
 
 struct vmsig_wire_reader {
     unsigned dir;
+    int fds_ok;           /* some kind of this direction carries fds */
+    uint16_t expect;      /* the only kind taken now; 0 = any of the direction */
     uint8_t *buf;
     size_t cap, off, len; /* buf[off..len) is unparsed */
     uint64_t base;        /* stream offset of buf[0] */
@@ -279,7 +282,17 @@ vmsig_wire_reader *vmsig__wire_reader_new(unsigned dir)
     }
     r->cap = READER_MIN_CAP;
     r->dir = dir;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (kinds[i].dir == dir && kinds[i].fds != VMSIG_WIRE_FDS_NONE) {
+            r->fds_ok = 1;
+        }
+    }
     return r;
+}
+
+void vmsig__wire_reader_expect(vmsig_wire_reader *r, uint16_t kind)
+{
+    r->expect = kind;
 }
 
 void vmsig__wire_reader_free(vmsig_wire_reader *r)
@@ -405,6 +418,14 @@ int vmsig__wire_reader_fill(vmsig_wire_reader *r, int fd)
                  VMSIG_WIRE_MAX_FDS);
         return -EPROTO;
     }
+    if (b.n && !r->fds_ok) {
+        /* No frame of this direction carries any: refuse them now rather
+         * than hold them until a frame turns up to blame. */
+        close_fds(b.fds, b.n);
+        snprintf(r->err, sizeof(r->err), "%u fds on a %s frame (none carries any)", b.n,
+                 r->dir == VMSIG_WIRE_C2S ? "client" : "server");
+        return -EPROTO;
+    }
     if (n == 0) {
         close_fds(b.fds, b.n);
         snprintf(r->err, sizeof(r->err), r->len > r->off ? "peer closed in the middle of a frame"
@@ -447,6 +468,17 @@ int vmsig__wire_reader_next(vmsig_wire_reader *r, vmsig_wire_frame *f)
     int rc = vmsig__wire_check_hdr(&h, r->dir, r->err, sizeof(r->err));
     if (rc < 0) {
         return rc;
+    }
+    if (r->expect && h.kind != r->expect) {
+        /* Refused from the header: nothing of its payload is buffered. */
+        char want[32];
+        snprintf(want, sizeof(want), "%s", vmsig_kind_name(r->expect));
+        for (char *p = want; *p; p++) {
+            *p = (char)toupper((unsigned char)*p);
+        }
+        snprintf(r->err, sizeof(r->err), "expected %s first, got %s (0x%04x)", want,
+                 vmsig_kind_name(h.kind), h.kind);
+        return -EPROTO;
     }
     size_t need = sizeof(h) + h.len;
     if (r->len - r->off < need) {

@@ -6,9 +6,12 @@
  *
  * Errors (the same on both sides; docs/protocol.rst "Error replies"):
  *   -EMSGSIZE  declared len > VMSIG_WIRE_MAX_PAYLOAD (refused before reading it)
- *   -EPROTO    unknown kind, kind not allowed in this direction, descriptors
- *              where the frame declares none (or a count that differs from
- *              the declared one), more descriptors than fit (MSG_CTRUNC)
+ *   -EPROTO    unknown kind, kind not allowed in this direction, a kind other
+ *              than the one the reader expects (vmsig__wire_reader_expect),
+ *              descriptors where the frame declares none (or a count that
+ *              differs from the declared one), any descriptors from a peer
+ *              whose direction has no kind that carries them (closed as they
+ *              arrive), more descriptors than fit (MSG_CTRUNC)
  *   -EBADMSG   payload size wrong for the kind, or inner lengths (INPUT len,
  *              MEMWRITE len, MEMCTX nseg, fd_index) inconsistent with it
  *   -EPIPE     the peer closed (also in the middle of a frame) or reset
@@ -80,6 +83,14 @@ typedef struct vmsig_wire_reader vmsig_wire_reader;
 
 /* dir: the direction the peer sends in. NULL on OOM. */
 vmsig_wire_reader *vmsig__wire_reader_new(unsigned dir);
+
+/*
+ * Take only frames of `kind` from now on (0: any kind of the direction, the
+ * default), e.g. HELLO before a handshake. Another kind is refused with
+ * -EPROTO as soon as its header is in (after the checks of
+ * vmsig__wire_check_hdr), before any of its payload is buffered.
+ */
+void vmsig__wire_reader_expect(vmsig_wire_reader *r, uint16_t kind);
 /* Closes every fd it still holds. NULL is a no-op. */
 void vmsig__wire_reader_free(vmsig_wire_reader *r);
 

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -515,7 +516,7 @@ static void test_fds_undeclared(fx *f, gconstpointer d)
     peer_write(f, &p, &h, sizeof(h), fds, 3);
     close(pfd[0]);
     close(pfd[1]);
-    expect_bye(f, &p, -EPROTO, "declares none");
+    expect_bye(f, &p, -EPROTO, "3 fds on a client frame");
     peer_close(&p);
     pump(f, 10);
     g_assert_cmpint(count_fds(), ==, before);
@@ -954,6 +955,314 @@ static void test_out_of_fds(fx *f, gconstpointer d)
     witness_ok(f);
 }
 
+/* ---- hoarding and spinning peers ---- */
+
+/* A peer that floods commands without reading gets its input paused; if it
+ * then shuts the socket down in both directions but keeps the fd, the server
+ * sees EPOLLHUP for ever: it must detach the control (-EPIPE), not spin. */
+static void test_hup_while_paused(void)
+{
+    fx f;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .queue_limit = 8 };
+    fx_setup_cfg(&f, &cfg);
+    peer p;
+    peer_attach(&f, &p, NULL);
+    g_assert_cmpuint(vmsig_core_control_count(f.core), ==, 2);
+    int n0 = f.det.count;
+    /* Write until the socket pushes back and the server has nothing left
+     * to do: its replies fill our receive buffer, its queue is full, it has
+     * stopped reading us (paused: it waits for EPOLLOUT only). */
+    uint64_t id = 0;
+    for (int idle = 0; idle < 3;) {
+        int sent = 0;
+        for (;;) {
+            vmsig_wire_hdr h = { .kind = VMSIG_CMD_NOP, .id = ++id };
+            ssize_t n = send(p.fd, &h, sizeof(h), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0) {
+                g_assert_cmpint(errno, ==, EAGAIN);
+                break;
+            }
+            g_assert_cmpint(n, ==, sizeof(h));
+            sent++;
+        }
+        int handled = 0;
+        for (int i = 0; i < 4; i++) {
+            handled += vmsig_core_dispatch(f.core);
+        }
+        idle = sent || handled ? 0 : idle + 1;
+    }
+    g_assert_cmpint(shutdown(p.fd, SHUT_RDWR), ==, 0); /* and keep the fd open */
+    int busy = 0;
+    for (int i = 0; i < 2000; i++) {
+        busy += vmsig_core_dispatch(f.core) > 0;
+    }
+    g_assert_cmpint(busy, <=, 3); /* detached at once, then idle */
+    g_assert_cmpint(vmsig_core_dispatch(f.core), ==, 0);
+    g_assert_cmpint(f.det.count, ==, n0 + 1);
+    g_assert_cmpint(f.det.last_why, ==, -EPIPE);
+    g_assert_cmpuint(vmsig_core_control_count(f.core), ==, 1);
+    peer_close(&p);
+    witness_ok(&f);
+    fx_teardown(&f, NULL);
+}
+
+/* No client frame carries descriptors: fds that arrive before HELLO (on a
+ * partial header) are closed at once, not kept until the handshake times out. */
+static void test_fds_before_hello(fx *f, gconstpointer d)
+{
+    int before = count_fds();
+    peer p;
+    peer_connect(f, &p);
+    int pfd[2];
+    g_assert_cmpint(pipe2(pfd, O_CLOEXEC), ==, 0);
+    int fds[VMSIG_WIRE_MAX_FDS];
+    for (unsigned i = 0; i < G_N_ELEMENTS(fds); i++) {
+        fds[i] = pfd[0];
+    }
+    for (int i = 0; i < 4; i++) {
+        peer_write(f, &p, "x", 1, fds, G_N_ELEMENTS(fds));
+    }
+    close(pfd[0]);
+    close(pfd[1]);
+    dispatch_now(f);
+    /* Only the peer's own socket is left: the server holds none of them
+     * (and has closed the connection). */
+    g_assert_cmpint(count_fds(), ==, before + 1);
+    expect_bye(f, &p, -EPROTO, "16 fds on a client frame");
+    peer_close(&p);
+    g_assert_cmpint(count_fds(), ==, before);
+    witness_ok(f);
+}
+
+/* Connections still in the handshake are capped (max(16, max_controls / 4)):
+ * one more is accepted and closed at once (EOF); an attached control does
+ * not count, and a closed pending one frees its place. */
+static void test_pending_cap(void)
+{
+    fx f;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .max_controls = 64 };
+    fx_setup_cfg(&f, &cfg);
+    enum { CAP = 16 };
+    peer pend[CAP];
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    for (int i = 0; i < CAP; i++) {
+        peer_connect(&f, &pend[i]);
+    }
+    peer extra;
+    peer_connect(&f, &extra);
+    g_assert_cmpint(peer_next(&f, &extra, &fr, pl, 1000), ==, -EPIPE); /* refused */
+    peer_close(&extra);
+    g_assert_cmpint(peer_next(&f, &pend[0], &fr, pl, 20), ==, 0);  /* still waiting */
+    g_assert_cmpint(peer_next(&f, &pend[CAP - 1], &fr, pl, 20), ==, 0);
+    /* One pending peer goes away: a real client takes its place and attaches. */
+    peer_close(&pend[0]);
+    pump(&f, 20);
+    peer real;
+    peer_attach(&f, &real, NULL);
+    g_assert_cmpuint(vmsig_core_control_count(f.core), ==, 2);
+    /* Attached, it no longer counts: there is room for one more pending. */
+    peer_connect(&f, &pend[0]);
+    g_assert_cmpint(peer_next(&f, &pend[0], &fr, pl, 20), ==, 0);
+    peer_connect(&f, &extra);
+    g_assert_cmpint(peer_next(&f, &extra, &fr, pl, 1000), ==, -EPIPE);
+    peer_close(&extra);
+    for (int i = 0; i < CAP; i++) {
+        peer_close(&pend[i]);
+    }
+    pump(&f, 20);
+    peer_attach(&f, &extra, NULL);
+    g_assert_cmpuint(vmsig_core_control_count(f.core), ==, 3);
+    peer_close(&extra);
+    peer_close(&real);
+    witness_ok(&f);
+    fx_teardown(&f, NULL);
+}
+
+/* Before HELLO only a HELLO header is taken: a MEMWRITE header announcing
+ * 1 MiB is refused as soon as its 32 bytes are in, nothing is buffered. */
+static void test_big_frame_before_hello(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_connect(f, &p);
+    vmsig_wire_hdr h = { .kind = VMSIG_CMD_MEMWRITE, .id = 4,
+                         .len = sizeof(vmsig_wire_memwrite) + VMSIG_MEMWRITE_MAX };
+    peer_write(f, &p, &h, sizeof(h), NULL, 0); /* the header only, never the payload */
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    g_assert_cmpint(peer_wait(f, &p, &fr, pl, 1000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_BYE);
+    g_assert_cmpint(fr.hdr.status, ==, -EPROTO);
+    vmsig_wire_bye bye;
+    memcpy(&bye, pl, sizeof(bye));
+    bye.text[sizeof(bye.text) - 1] = '\0';
+    g_assert_nonnull(strstr(bye.text, "expected HELLO first"));
+    g_assert_cmpint(peer_next(f, &p, &fr, pl, 1000), ==, -EPIPE);
+    peer_close(&p);
+    witness_ok(f);
+}
+
+static int ro_reopen(int fd)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    int ro = open(path, O_RDONLY | O_CLOEXEC);
+    g_assert_cmpint(ro, >=, 0);
+    return ro;
+}
+
+/* A control that never reads holds at most one queued MEMCTX (and its fds)
+ * per endpoint: each new map replaces the unsent one. */
+static void test_memctx_slow_reader(fx *f, gconstpointer d)
+{
+    int mfd = memfd_create("vmsig-test-ram", MFD_CLOEXEC);
+    g_assert_cmpint(mfd, >=, 0);
+    g_assert_cmpint(ftruncate(mfd, 8192), ==, 0);
+    int ro[2] = { ro_reopen(mfd), ro_reopen(mfd) };
+    vmsig_wire_memseg segs[2] = { { .gpa = 0, .size = 4096, .offset = 0, .fd_index = 0 },
+                                  { .gpa = 4096, .size = 4096, .offset = 4096, .fd_index = 1 } };
+    peer p;
+    peer_attach(f, &p, NULL); /* subscribed to MEMCTX; never reads from here on */
+    int n0 = f->det.count;
+    int before = count_fds();
+    enum { N = 1000 };
+    for (int i = 0; i < N; i++) {
+        vmsig_wire_memctx mc = { .ram_size = 8192, .nseg = 2 };
+        g_assert_cmpint(vmsig_core_publish_memctx(f->core, 0, &mc, segs, ro, 2), ==, 0);
+        vmsig_core_dispatch(f->core);
+        peer_drain(&f->witness);
+    }
+    /* The core's current map (2) + one queued map (2) + slack. */
+    g_assert_cmpint(count_fds(), <=, before + 2 + 2 + 2);
+    g_assert_cmpint(f->det.count, ==, n0); /* coalesced, not dropped */
+    /* The slow reader finally reads: the last map is the newest. */
+    vmsig_wire_frame fr;
+    uint8_t pl[4096];
+    uint64_t last_gen = 0;
+    for (;;) {
+        int rc = peer_next(f, &p, &fr, pl, 200);
+        if (rc == 0) {
+            break;
+        }
+        g_assert_cmpint(rc, ==, 1);
+        if (fr.hdr.kind == VMSIG_EV_MEMCTX) {
+            vmsig_wire_memctx mc;
+            memcpy(&mc, pl, sizeof(mc));
+            g_assert_cmpuint(mc.generation, >, last_gen);
+            last_gen = mc.generation;
+        }
+    }
+    g_assert_cmpuint(last_gen, ==, N);
+    peer_close(&p);
+    close(ro[0]);
+    close(ro[1]);
+    close(mfd);
+    witness_ok(f);
+}
+
+/* The fd the listener keeps in reserve (/dev/null), found as the one that
+ * appeared with vmsig_core_listen. */
+static int find_spare(const uint8_t *had, int max)
+{
+    for (int fd = 0; fd < max; fd++) {
+        if (had[fd] || fcntl(fd, F_GETFD) < 0) {
+            continue;
+        }
+        char link[64], target[256];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            if (!strcmp(target, "/dev/null")) {
+                return fd;
+            }
+        }
+    }
+    return -1;
+}
+
+/* Out of fds and the spare cannot be taken back: the listener stops polling
+ * for a while (no spin on a pending peer), then recovers its spare and
+ * accepts again. */
+static void test_out_of_fds_no_spare(fx *f, gconstpointer d)
+{
+    enum { MAXFD = 4096 };
+    static uint8_t had[MAXFD];
+    for (int fd = 0; fd < MAXFD; fd++) {
+        had[fd] = fcntl(fd, F_GETFD) >= 0;
+    }
+    int err;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION };
+    vmsig_core *c2 = vmsig_core_new(&cfg, &err);
+    g_assert_nonnull(c2);
+    char *path2 = g_build_filename(f->dir, "other.sock", NULL);
+    g_assert_cmpint(vmsig_core_listen(c2, path2, f->grants), ==, 0);
+    int spare = find_spare(had, MAXFD);
+    g_assert_cmpint(spare, >=, 0);
+    vmsig_core *keep = f->core;
+    char *keep_path = f->path;
+    f->core = c2;
+    f->path = path2;
+
+    peer victim;
+    memset(&victim, 0, sizeof(victim));
+    victim.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(victim.fd, >=, 0);
+    victim.rd = vmsig__wire_reader_new(VMSIG_WIRE_S2C);
+    /* Fill every free slot below the spare, and put the limit at the spare:
+     * closing the spare then frees a slot nobody may use, so it cannot be
+     * reopened either. */
+    int fill[MAXFD], nfill = 0;
+    for (;;) {
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        g_assert_cmpint(fd, >=, 0);
+        if (fd > spare) {
+            close(fd);
+            break;
+        }
+        fill[nfill++] = fd;
+    }
+    struct rlimit old, low;
+    g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    low = old;
+    low.rlim_cur = (rlim_t)spare;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, path2, sizeof(sa.sun_path));
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &low), ==, 0);
+    g_assert_cmpint(connect(victim.fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    int busy = 0;
+    for (int i = 0; i < 200; i++) {
+        busy += vmsig_core_dispatch(c2) > 0;
+    }
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    for (int i = 0; i < nfill; i++) {
+        close(fill[i]);
+    }
+    g_assert_cmpint(busy, <=, 3); /* not spinning on the listener */
+    /* Fds are back: the listener retries, takes its spare back and the
+     * victim, which attaches. */
+    for (int fd = 0; fd < MAXFD; fd++) {
+        had[fd] = fcntl(fd, F_GETFD) >= 0;
+    }
+    fcntl(victim.fd, F_SETFL, O_NONBLOCK);
+    pump(f, 300);
+    g_assert_cmpint(find_spare(had, MAXFD), >=, 0);
+    vmsig_wire_hello h = mkhello(NULL);
+    peer_frame(f, &victim, VMSIG_MSG_HELLO, 1, 0, &h, sizeof(h));
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    g_assert_cmpint(peer_wait(f, &victim, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_WELCOME);
+    g_assert_cmpuint(vmsig_core_control_count(c2), ==, 1);
+    peer_close(&victim);
+
+    f->core = keep;
+    f->path = keep_path;
+    vmsig_core_free(c2);
+    g_free(path2);
+    witness_ok(f);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -975,10 +1284,16 @@ int main(int argc, char **argv)
     T("close-mid-frame", test_close_midframe);
     T("cycles-1000", test_cycles);
     T("out-of-fds", test_out_of_fds);
+    T("out-of-fds-no-spare", test_out_of_fds_no_spare);
+    T("fds-before-hello", test_fds_before_hello);
+    T("big-frame-before-hello", test_big_frame_before_hello);
+    T("memctx-slow-reader", test_memctx_slow_reader);
 #undef T
     g_test_add_func("/sock/handshake-timeout", test_handshake_timeout);
     g_test_add_func("/sock/slow-reader", test_slow_reader);
     g_test_add_func("/sock/pipelined-commands", test_pipelined);
     g_test_add_func("/sock/listener", test_listener);
+    g_test_add_func("/sock/hup-while-paused", test_hup_while_paused);
+    g_test_add_func("/sock/pending-handshake-cap", test_pending_cap);
     return g_test_run();
 }

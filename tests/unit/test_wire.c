@@ -334,6 +334,76 @@ static void test_writer_drop(void)
     vmsig__wire_writer_free(w);
 }
 
+/* A client sends no fds: the server's reader closes them as they arrive (the
+ * pipe sees its last writer go) instead of keeping them for a frame. */
+static void test_reader_c2s_fds(void)
+{
+    int sv[2], pfd[2];
+    pair(sv, 0);
+    g_assert_cmpint(pipe2(pfd, O_CLOEXEC | O_NONBLOCK), ==, 0);
+    vmsig_wire_reader *r = vmsig__wire_reader_new(VMSIG_WIRE_C2S);
+    char byte = 'x';
+    struct iovec iov = { &byte, 1 };
+    union {
+        char c[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr a;
+    } cm;
+    memset(&cm, 0, sizeof(cm));
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.c,
+                          .msg_controllen = sizeof(cm.c) };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pfd[1], sizeof(int));
+    g_assert_cmpint(sendmsg(sv[0], &msg, 0), ==, 1);
+    close(pfd[1]);
+    g_assert_cmpint(vmsig__wire_reader_fill(r, sv[1]), ==, -EPROTO);
+    g_assert_nonnull(strstr(vmsig__wire_reader_error(r), "1 fds on a client frame"));
+    char b;
+    g_assert_cmpint(read(pfd[0], &b, 1), ==, 0); /* no writer left anywhere */
+    close(pfd[0]);
+    close(sv[0]);
+    close(sv[1]);
+    vmsig__wire_reader_free(r);
+}
+
+/* A reader that expects one kind refuses another from its header alone,
+ * before reserving room for its payload; 0 lifts the restriction. */
+static void test_reader_expect(void)
+{
+    int sv[2];
+    pair(sv, 0);
+    vmsig_wire_reader *r = vmsig__wire_reader_new(VMSIG_WIRE_C2S);
+    vmsig__wire_reader_expect(r, VMSIG_MSG_HELLO);
+    vmsig_wire_hdr h = { .kind = VMSIG_CMD_MEMWRITE,
+                         .len = sizeof(vmsig_wire_memwrite) + VMSIG_MEMWRITE_MAX };
+    g_assert_cmpint(write(sv[0], &h, sizeof(h)), ==, sizeof(h));
+    vmsig_wire_frame f;
+    g_assert_cmpint(next_frame(r, sv[1], &f), ==, -EPROTO);
+    g_assert_nonnull(strstr(vmsig__wire_reader_error(r), "expected HELLO first, got memwrite"));
+    g_assert_cmpuint(vmsig__wire_reader_pending(r), ==, sizeof(h));
+    vmsig__wire_reader_free(r);
+
+    /* The expected kind passes; after expect(0) any client kind does. */
+    r = vmsig__wire_reader_new(VMSIG_WIRE_C2S);
+    vmsig__wire_reader_expect(r, VMSIG_MSG_HELLO);
+    vmsig_wire_hello hello = { .version = VMSIG_WIRE_VERSION };
+    h = (vmsig_wire_hdr){ .kind = VMSIG_MSG_HELLO, .len = sizeof(hello), .id = 1 };
+    g_assert_cmpint(write(sv[0], &h, sizeof(h)), ==, sizeof(h));
+    g_assert_cmpint(write(sv[0], &hello, sizeof(hello)), ==, sizeof(hello));
+    g_assert_cmpint(next_frame(r, sv[1], &f), ==, 1);
+    g_assert_cmpuint(f.hdr.kind, ==, VMSIG_MSG_HELLO);
+    vmsig__wire_reader_expect(r, 0);
+    h = (vmsig_wire_hdr){ .kind = VMSIG_CMD_NOP, .id = 2 };
+    g_assert_cmpint(write(sv[0], &h, sizeof(h)), ==, sizeof(h));
+    g_assert_cmpint(next_frame(r, sv[1], &f), ==, 1);
+    g_assert_cmpuint(f.hdr.kind, ==, VMSIG_CMD_NOP);
+    close(sv[0]);
+    close(sv[1]);
+    vmsig__wire_reader_free(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -344,5 +414,7 @@ int main(int argc, char **argv)
     g_test_add_func("/wire/roundtrip-fds", test_roundtrip_fds);
     g_test_add_func("/wire/partial-writes", test_partial);
     g_test_add_func("/wire/writer-drop", test_writer_drop);
+    g_test_add_func("/wire/reader-c2s-fds", test_reader_c2s_fds);
+    g_test_add_func("/wire/reader-expect", test_reader_expect);
     return g_test_run();
 }
