@@ -2,6 +2,12 @@
  * client.c - the client library: connect and handshake, receive UP events
  * (with their fds), send DOWN commands and wait for replies, auto-map MEMCTX.
  * Blocking with poll() timeouts over a non-blocking socket; one thread.
+ *
+ * The server is not trusted (DESIGN.md section 5): events that arrive while we
+ * wait for a reply are queued within VMSIG_CLIENT_QUEUE_MAX events and
+ * VMSIG_CLIENT_QUEUE_FDS fds (a newer MEMCTX of an endpoint replaces the
+ * queued one), every wait ends at its deadline even while frames keep coming,
+ * and connect() itself is bounded by the connect timeout.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmsig/vmsig_client.h"
@@ -32,8 +39,9 @@ struct vmsig_client {
     vmsig_wire_welcome welcome;
     uint64_t next_id;
     qmsg *qhead, *qtail;
-    /* What the last vmsig_client_next returned, released at the next call. */
-    vmsig_msg *last_out;
+    unsigned qlen, qfds; /* events and fds queued */
+    /* What the last vmsig_client_next returned, released at the next call:
+     * our own copy of its fds (-1 once taken with vmsig_client_take_fd). */
     int last_fds[VMSIG_WIRE_MAX_FDS];
     unsigned last_nfds;
     uint8_t *last_ool;
@@ -60,14 +68,8 @@ static uint64_t deadline_of(int timeout_ms)
 
 static void release_last(vmsig_client *c)
 {
-    for (unsigned i = 0; i < c->last_nfds; i++) {
-        /* A slot the caller set to -1 was taken. */
-        if (c->last_out && c->last_out->fds[i] == c->last_fds[i] && c->last_fds[i] >= 0) {
-            close(c->last_fds[i]);
-        }
-    }
+    close_fds(c->last_fds, c->last_nfds); /* taken ones are -1 already */
     c->last_nfds = 0;
-    c->last_out = NULL;
     free(c->last_ool);
     c->last_ool = NULL;
 }
@@ -77,6 +79,46 @@ static void qmsg_free(qmsg *q)
     close_fds(q->m.fds, q->m.nfds);
     free(q->ool);
     free(q);
+}
+
+/* Unlink q (prev is its predecessor or NULL) from the queue. */
+static void queue_unlink(vmsig_client *c, qmsg *prev, qmsg *q)
+{
+    if (prev) {
+        prev->next = q->next;
+    } else {
+        c->qhead = q->next;
+    }
+    if (c->qtail == q) {
+        c->qtail = prev;
+    }
+    q->next = NULL;
+    c->qlen--;
+    c->qfds -= q->m.nfds;
+}
+
+/* Drop the queued MEMCTX of `endpoint` (there is at most one): a newer one
+ * supersedes it. Its fds are closed. */
+static void queue_drop_memctx(vmsig_client *c, uint32_t endpoint)
+{
+    for (qmsg *prev = NULL, *q = c->qhead; q; prev = q, q = q->next) {
+        if (q->m.ev.kind == VMSIG_EV_MEMCTX && q->m.ev.endpoint == endpoint) {
+            queue_unlink(c, prev, q);
+            qmsg_free(q);
+            return;
+        }
+    }
+}
+
+/* The connection is dropped by us: later calls see -EPIPE, and
+ * vmsig_client_bye() says why. The events already queued stay readable. */
+static int drop_connection(vmsig_client *c, int status, const char *why)
+{
+    c->gone = 1;
+    c->bye_status = status;
+    snprintf(c->bye_text, sizeof(c->bye_text), "%s", why);
+    shutdown(c->fd, SHUT_RDWR); /* the server sees us go; nothing more arrives */
+    return status;
 }
 
 static void auto_map(vmsig_client *c, qmsg *q)
@@ -98,7 +140,8 @@ static void auto_map(vmsig_client *c, qmsg *q)
 
 /*
  * Handle one frame. An event is queued; a REPLY with id `want` fills *rep
- * and sets *got. Returns 0, -EPIPE (BYE), -EPROTO.
+ * and sets *got. Returns 0, -EPIPE (BYE), -EPROTO, -ENOMEM, -ENOBUFS (queue
+ * bound exceeded: the connection is dropped).
  */
 static int handle(vmsig_client *c, vmsig_wire_frame *f, uint64_t want, vmsig_reply *rep,
                   int *got)
@@ -124,6 +167,18 @@ static int handle(vmsig_client *c, vmsig_wire_frame *f, uint64_t want, vmsig_rep
         return -EPROTO;
     default:
         break;
+    }
+    if (f->hdr.kind == VMSIG_EV_MEMCTX) {
+        queue_drop_memctx(c, f->hdr.endpoint);
+    }
+    /* With auto_map a MEMCTX's fds are consumed below, never queued. */
+    unsigned qfds = c->auto_map && f->hdr.kind == VMSIG_EV_MEMCTX ? 0 : f->nfds;
+    if (c->qlen >= VMSIG_CLIENT_QUEUE_MAX || c->qfds + qfds > VMSIG_CLIENT_QUEUE_FDS) {
+        close_fds(f->fds, f->nfds);
+        char why[sizeof(c->bye_text)];
+        snprintf(why, sizeof(why), "client: over %u events or %u fds queued while waiting "
+                 "for a reply", VMSIG_CLIENT_QUEUE_MAX, VMSIG_CLIENT_QUEUE_FDS);
+        return drop_connection(c, -ENOBUFS, why);
     }
     qmsg *q = calloc(1, sizeof(*q));
     if (!q) {
@@ -154,15 +209,23 @@ static int handle(vmsig_client *c, vmsig_wire_frame *f, uint64_t want, vmsig_rep
         c->qhead = q;
     }
     c->qtail = q;
+    c->qlen++;
+    c->qfds += q->m.nfds;
     return 0;
 }
 
 /*
  * Read and handle frames until *got (if got) or an event is queued (if not),
- * or deadline_ns (0 = never). 0, -ETIMEDOUT, -EPIPE, -EPROTO.
+ * or deadline_ns (0 = never). 0, -ETIMEDOUT, -EPIPE, -EPROTO, -ENOBUFS.
+ *
+ * The deadline is checked before every read after the first, not only when
+ * the socket is empty: a server that never lets it run empty cannot hold us
+ * past it. Frames already buffered are handled first, so a timeout never
+ * leaves a complete frame behind in the reader (poll() would not tell).
  */
 static int pump(vmsig_client *c, uint64_t deadline_ns, uint64_t want, vmsig_reply *rep, int *got)
 {
+    int filled = 0;
     if (c->gone) {
         return -EPIPE;
     }
@@ -183,6 +246,10 @@ static int pump(vmsig_client *c, uint64_t deadline_ns, uint64_t want, vmsig_repl
             }
             continue;
         }
+        if (filled && deadline_ns && vmsig__now_ns() >= deadline_ns) {
+            return -ETIMEDOUT;
+        }
+        filled = 1;
         rc = vmsig__wire_reader_fill(c->rd, c->fd);
         if (rc > 0) {
             continue;
@@ -227,6 +294,57 @@ static int send_frame(vmsig_client *c, const vmsig_wire_hdr *h, const void *p1, 
     return rc;
 }
 
+/*
+ * connect() on a non-blocking socket, bounded by deadline_ns (0 = never).
+ * A full listen backlog makes an AF_UNIX connect fail with EAGAIN, and there
+ * is nothing to poll() for until a slot frees up: retry with a short sleep.
+ * 0 or -errno (-ETIMEDOUT at the deadline).
+ */
+static int connect_until(int fd, const struct sockaddr_un *sa, uint64_t deadline_ns)
+{
+    long pause_ns = 1000000; /* 1 ms, doubling up to 32 ms */
+    for (;;) {
+        if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0) {
+            return 0;
+        }
+        int e = errno;
+        if (e == EINTR) {
+            continue;
+        }
+        if (e != EAGAIN && e != EINPROGRESS && e != EALREADY) {
+            return e == EISCONN ? 0 : -e;
+        }
+        uint64_t now = vmsig__now_ns();
+        if (deadline_ns && now >= deadline_ns) {
+            return -ETIMEDOUT;
+        }
+        uint64_t left = deadline_ns ? deadline_ns - now : UINT64_MAX;
+        if (e != EAGAIN) {
+            /* In progress (not AF_UNIX today): wait for it to finish. */
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            int ms = deadline_ns ? (int)((left + 999999) / 1000000) : -1;
+            int n = poll(&p, 1, ms);
+            if (n < 0 && errno != EINTR) {
+                return -errno;
+            }
+            if (n > 0) {
+                int soerr = 0;
+                socklen_t sl = sizeof(soerr);
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) {
+                    return -errno;
+                }
+                return -soerr;
+            }
+            continue;
+        }
+        struct timespec ts = { 0, (long)((uint64_t)pause_ns < left ? (uint64_t)pause_ns : left) };
+        nanosleep(&ts, NULL);
+        if (pause_ns < 32000000) {
+            pause_ns *= 2;
+        }
+    }
+}
+
 vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err)
 {
     int dummy, rc;
@@ -248,23 +366,19 @@ vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err)
     }
     c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 5000;
     c->auto_map = cfg->auto_map;
-    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     c->rd = vmsig__wire_reader_new(VMSIG_WIRE_S2C);
     c->wr = vmsig__wire_writer_new();
     if (c->fd < 0 || !c->rd || !c->wr) {
         rc = c->fd < 0 ? -errno : -ENOMEM;
         goto fail;
     }
-    do {
-        rc = connect(c->fd, (struct sockaddr *)&sa, sizeof(sa));
-    } while (rc < 0 && errno == EINTR);
+    /* One deadline for connect and handshake together. */
+    uint64_t deadline = deadline_of(c->timeout_ms);
+    rc = connect_until(c->fd, &sa, deadline);
     if (rc < 0) {
-        rc = -errno;
         goto fail;
     }
-    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-
-    uint64_t deadline = deadline_of(c->timeout_ms);
     vmsig_wire_hello hello;
     memset(&hello, 0, sizeof(hello));
     hello.version = VMSIG_WIRE_VERSION;
@@ -317,13 +431,17 @@ vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err)
             rc = -EPROTO; /* closed or malformed before WELCOME */
             goto fail;
         }
-        uint64_t now = vmsig__now_ns();
-        if (now >= deadline) {
-            rc = -ETIMEDOUT;
-            goto fail;
+        int ms = -1;
+        if (deadline) {
+            uint64_t now = vmsig__now_ns();
+            if (now >= deadline) {
+                rc = -ETIMEDOUT;
+                goto fail;
+            }
+            ms = (int)((deadline - now + 999999) / 1000000);
         }
         struct pollfd p = { .fd = c->fd, .events = POLLIN };
-        poll(&p, 1, (int)((deadline - now + 999999) / 1000000));
+        poll(&p, 1, ms);
     }
 
 fail:
@@ -352,17 +470,23 @@ int vmsig_client_next(vmsig_client *c, vmsig_msg *out, int timeout_ms)
         }
     }
     qmsg *q = c->qhead;
-    c->qhead = q->next;
-    if (!c->qhead) {
-        c->qtail = NULL;
-    }
+    queue_unlink(c, NULL, q);
     *out = q->m;
-    c->last_out = out;
     c->last_nfds = q->m.nfds;
     memcpy(c->last_fds, q->m.fds, sizeof(c->last_fds));
     c->last_ool = q->ool;
     free(q);
     return 0;
+}
+
+int vmsig_client_take_fd(vmsig_client *c, unsigned i)
+{
+    if (i >= c->last_nfds || c->last_fds[i] < 0) {
+        return -EBADF;
+    }
+    int fd = c->last_fds[i];
+    c->last_fds[i] = -1;
+    return fd;
 }
 
 int vmsig_client_call(vmsig_client *c, vmsig_event *cmd, vmsig_reply *reply, int timeout_ms)

@@ -1,8 +1,14 @@
 /*
  * memmap.c - read-only mapping of a MEMCTX: one PROT_READ, MAP_SHARED mapping
  * per fd covering the range its segments need; refcounted.
+ *
+ * A mapping of a file that later shrinks faults (SIGBUS) on the pages past
+ * the new end. QEMU's memfd backend seals its memfds against shrinking
+ * (F_SEAL_SHRINK) unless seal=off; we record whether every fd is sealed
+ * (vmsig_memmap_sealed) and map either way.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -25,6 +31,7 @@ struct vmsig_memmap {
     unsigned refs;
     uint64_t generation, ram_size;
     unsigned nseg, nmaps;
+    int sealed; /* every mapped fd has F_SEAL_SHRINK */
     mapseg segs[VMSIG_MEMCTX_MAX_SEGS]; /* sorted by gpa, not overlapping */
     fdmap maps[VMSIG_WIRE_MAX_FDS];
 };
@@ -74,6 +81,7 @@ vmsig_memmap *vmsig_memmap_new(const vmsig_event *memctx, const int *fds, unsign
     m->ram_size = mc->ram_size;
     m->nseg = mc->nseg;
     m->nmaps = nfds;
+    m->sealed = 1;
 
     /* The range each fd must cover, checked against its size. */
     uint64_t lo[VMSIG_WIRE_MAX_FDS], hi[VMSIG_WIRE_MAX_FDS];
@@ -111,6 +119,13 @@ vmsig_memmap *vmsig_memmap_new(const vmsig_event *memctx, const int *fds, unsign
     for (unsigned i = 0; i < nfds; i++) {
         if (hi[i] == 0) {
             continue; /* no segment uses this fd */
+        }
+        /* Seals first: once F_SEAL_SHRINK is set the size checked below
+         * holds for good. Not a memfd (EINVAL), or no F_SEAL_SHRINK: the
+         * file may shrink under the mapping. */
+        int seals = fcntl(fds[i], F_GET_SEALS);
+        if (seals < 0 || !(seals & F_SEAL_SHRINK)) {
+            m->sealed = 0;
         }
         struct stat st;
         if (fstat(fds[i], &st) < 0) {
@@ -164,6 +179,11 @@ void vmsig_memmap_unref(vmsig_memmap *m)
 uint64_t vmsig_memmap_generation(const vmsig_memmap *m)
 {
     return m->generation;
+}
+
+int vmsig_memmap_sealed(const vmsig_memmap *m)
+{
+    return m->sealed;
 }
 
 uint64_t vmsig_memmap_ram_size(const vmsig_memmap *m)

@@ -8,9 +8,12 @@
  *   -ENOENT / -ECONNREFUSED  no server at path
  *   -EPERM       refused by grant (handshake or command)
  *   -EBUSY       the command's class is owned by another control
- *   -ETIMEDOUT   nothing arrived in time
+ *   -ETIMEDOUT   nothing arrived in time (also while the server keeps sending
+ *                other frames: every wait ends at its deadline)
  *   -EPIPE       the server is gone (BYE or closed); vmsig_client_bye() says why
  *   -EPROTO      the server sent something malformed
+ *   -ENOBUFS     too many events arrived while waiting for a reply (see
+ *                VMSIG_CLIENT_QUEUE_MAX); the client dropped the connection
  */
 #ifndef VMSIG_CLIENT_H
 #define VMSIG_CLIENT_H
@@ -24,18 +27,34 @@ typedef struct vmsig_memmap vmsig_memmap;
 
 #define VMSIG_CLIENT_CONFIG_VERSION 1u
 
+/*
+ * Events that arrive while vmsig_client_call (or a shorthand, or
+ * vmsig_client_subscribe) waits for its reply are queued for
+ * vmsig_client_next. The queue is bounded: at most VMSIG_CLIENT_QUEUE_MAX
+ * events holding at most VMSIG_CLIENT_QUEUE_FDS descriptors; a MEMCTX
+ * replaces a queued older MEMCTX of the same endpoint (closing its fds; the
+ * seq gap shows it). Past the bound the call returns -ENOBUFS and the client
+ * drops the connection: the events queued so far can still be read with
+ * vmsig_client_next, then -EPIPE, and vmsig_client_bye() returns -ENOBUFS.
+ */
+#define VMSIG_CLIENT_QUEUE_MAX 1024u
+#define VMSIG_CLIENT_QUEUE_FDS 256u
+
 typedef struct vmsig_client_config {
     uint32_t version;     /* VMSIG_CLIENT_CONFIG_VERSION */
     const char *path;     /* server socket */
     const char *token;    /* optional; NULL = identify by uid */
     vmsig_sub sub;        /* requested subscription; all zero = everything granted */
-    int timeout_ms;       /* connect + handshake; 0 = 5000 */
+    /* connect() + handshake together, and the shorthands' calls;
+     * 0 = 5000, < 0 = no limit */
+    int timeout_ms;
     /* Map every MEMCTX as it arrives and keep the newest as the current map
      * (vmsig_client_memmap). Its fds are then consumed by the client. */
     int auto_map;
 } vmsig_client_config;
 
-/* Connect and handshake (blocking, bounded by timeout_ms). cfg is copied.
+/* Connect and handshake (blocking, bounded by timeout_ms, also while the
+ * server's listen backlog is full). cfg is copied.
  * NULL with *err = -ENOENT, -ECONNREFUSED, -EPERM (no grant; token wrong),
  * -EPROTONOSUPPORT (version), -ETIMEDOUT, -EPROTO, -ENOMEM. */
 vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err);
@@ -48,9 +67,13 @@ const vmsig_wire_welcome *vmsig_client_welcome(const vmsig_client *c);
 int vmsig_client_fd(const vmsig_client *c);
 
 /* One received UP event. ev.ool points into the client's buffer; fds are the
- * frame's descriptors. Everything is valid until the next call on c; fds are
- * owned by the client and closed then, unless the caller takes one by
- * setting its slot to -1. */
+ * frame's descriptors (none for a MEMCTX with auto_map: the client consumed
+ * them). Everything is valid until the next call on c. The fds are the
+ * client's: it keeps its own record of them and closes them at the next call
+ * on c (or vmsig_client_close), except those taken with
+ * vmsig_client_take_fd. fds[] is a copy for the caller to use (fstat, mmap,
+ * vmsig_memmap_new) until then; writing to it changes nothing, and the
+ * struct need not outlive the call that filled it. */
 typedef struct vmsig_msg {
     vmsig_event ev;
     int fds[VMSIG_WIRE_MAX_FDS];
@@ -61,13 +84,22 @@ typedef struct vmsig_msg {
  * Returns 0, -ETIMEDOUT, -EPIPE, -EPROTO. */
 int vmsig_client_next(vmsig_client *c, vmsig_msg *out, int timeout_ms);
 
+/* Take fd i (0..nfds-1) of the event the last vmsig_client_next returned:
+ * from now on the caller owns it (and closes it); the client forgets it.
+ * Returns the fd, or -EBADF if there is no such fd, it was taken already, or
+ * another call on c came in between (the fds are closed then). */
+int vmsig_client_take_fd(vmsig_client *c, unsigned i);
+
 /* Send a DOWN command and wait for its reply. cmd->seq is set to a fresh
  * request id. Returns the reply's status (0 or negative errno: -EPERM,
- * -EBUSY, -EINVAL, ... from the server), or -ETIMEDOUT, -EPIPE, -EPROTO. The
- * reply (status and body) is copied to *reply if not NULL. */
+ * -EBUSY, -EINVAL, ... from the server), or -ETIMEDOUT, -EPIPE, -EPROTO,
+ * -ENOBUFS (event queue bound, see VMSIG_CLIENT_QUEUE_MAX). The reply (status
+ * and body) is copied to *reply if not NULL. The wait never passes
+ * timeout_ms, however many frames keep arriving. */
 int vmsig_client_call(vmsig_client *c, vmsig_event *cmd, vmsig_reply *reply, int timeout_ms);
 
-/* Shorthands over vmsig_client_call. */
+/* Shorthands over vmsig_client_call, with the config's timeout_ms (so is
+ * vmsig_client_subscribe). */
 int vmsig_client_vm(vmsig_client *c, uint32_t endpoint, uint32_t op, vmsig_wire_vminfo *info);
 int vmsig_client_lifecycle(vmsig_client *c, uint32_t endpoint, uint32_t op);
 int vmsig_client_power(vmsig_client *c, uint32_t endpoint, uint32_t op);
@@ -79,7 +111,8 @@ int vmsig_client_input(vmsig_client *c, uint32_t endpoint, const vmsig_wire_inpu
                        const char *text);
 int vmsig_client_subscribe(vmsig_client *c, const vmsig_sub *sub);
 
-/* After -EPIPE: the BYE status and text if the server sent one ("" if not). */
+/* After -EPIPE: the BYE status and text if the server sent one ("" if not);
+ * -ENOBUFS and a text if the client itself dropped the connection. */
 int vmsig_client_bye(const vmsig_client *c, const char **text);
 
 /* Current map (auto_map), with a reference the caller must drop with
@@ -93,23 +126,37 @@ void vmsig_client_close(vmsig_client *c);
 /* Map a MEMCTX event read-only (PROT_READ, MAP_SHARED). fds borrowed (the map
  * keeps its own mappings, not the fds). One reference. NULL with
  * *err = -ENODEV (the MEMCTX says unavailable), -EINVAL (segment outside its
- * fd, fd_index out of range), -errno of mmap. */
+ * fd, fd_index out of range), -errno of mmap.
+ *
+ * Each fd's size is checked once, here. If a file shrinks later, reading
+ * mapped pages past its new end raises SIGBUS (vmsig_memmap_ptr,
+ * vmsig_memmap_read, any direct access). A memfd sealed with F_SEAL_SHRINK
+ * cannot shrink: QEMU's memory-backend-memfd seals by default, but not with
+ * seal=off, and a memory-backend-file is never sealed. Unsealed files are
+ * mapped all the same; vmsig_memmap_sealed tells them apart. */
 vmsig_memmap *vmsig_memmap_new(const vmsig_event *memctx, const int *fds, unsigned nfds, int *err);
 vmsig_memmap *vmsig_memmap_ref(vmsig_memmap *m);
 /* Drop a reference; the mappings go when the last one does. */
 void vmsig_memmap_unref(vmsig_memmap *m);
 
 uint64_t vmsig_memmap_generation(const vmsig_memmap *m);
+/* 1 if every fd the map uses is a memfd sealed against shrinking
+ * (F_SEAL_SHRINK), so reads cannot fault (1 also for a map with no
+ * segments); 0 if one is not: whoever can write that file (QEMU, its uid,
+ * root) can truncate it, and reads of the lost range then raise SIGBUS. */
+int vmsig_memmap_sealed(const vmsig_memmap *m);
 uint64_t vmsig_memmap_ram_size(const vmsig_memmap *m);
 unsigned vmsig_memmap_nseg(const vmsig_memmap *m);
 const vmsig_wire_memseg *vmsig_memmap_seg(const vmsig_memmap *m, unsigned i);
 
 /* Pointer to [gpa, gpa+len) if it lies in one segment, else NULL. Valid while
- * the caller holds a reference. */
+ * the caller holds a reference (reads fault if an unsealed file shrank, see
+ * vmsig_memmap_sealed). */
 const void *vmsig_memmap_ptr(const vmsig_memmap *m, uint64_t gpa, uint64_t len);
 
 /* Copy [gpa, gpa+len) into buf, across segment boundaries. Returns 0 or
- * -EFAULT if any byte is not guest RAM in this map. */
+ * -EFAULT if any byte is not guest RAM in this map. SIGBUS, not -EFAULT, if
+ * an unsealed file shrank under the map (vmsig_memmap_sealed). */
 int vmsig_memmap_read(const vmsig_memmap *m, uint64_t gpa, void *buf, size_t len);
 
 #endif /* VMSIG_CLIENT_H */

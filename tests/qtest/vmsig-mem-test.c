@@ -167,6 +167,8 @@ static void test_map(void)
     qtest_writeq(f.qts, LOW_END - 8, 0xa5a5a5a5a5a5a5a5ull);
     map = vmsig_client_memmap(c);
     g_assert_nonnull(map);
+    /* memory-backend-memfd seals by default (seal=on): RAM cannot shrink */
+    g_assert_cmpint(vmsig_memmap_sealed(map), ==, 1);
     g_assert_cmpint(vmsig_memmap_read(map, 0x1000, &v, 8), ==, 0);
     g_assert_cmphex(v, ==, 0x1122334455667788ull);
     g_assert_cmpint(vmsig_memmap_read(map, HIGH_GPA + 0x2000, &v, 8), ==, 0);
@@ -353,9 +355,10 @@ static void test_hotplug(void)
     next_kind(c, VMSIG_EV_MEMCTX, &m);
     gen0 = m.ev.u.memctx.generation;
 
+    /* seal=off: the DIMM's memfd may shrink, so the map says it is unsealed */
     qtest_qmp_assert_success(f.qts, "{ 'execute': 'object-add', 'arguments':"
         " { 'qom-type': 'memory-backend-memfd', 'id': 'mem1',"
-        "   'size': %" PRIu64 ", 'share': true } }", (uint64_t)(256 * MiB));
+        "   'size': %" PRIu64 ", 'share': true, 'seal': false } }", (uint64_t)(256 * MiB));
     qtest_qmp_assert_success(f.qts, "{ 'execute': 'device_add', 'arguments':"
         " { 'driver': 'pc-dimm', 'id': 'dimm1', 'memdev': 'mem1' } }");
     addr = qom_get_uint(f.qts, "/machine/peripheral/dimm1", "addr");
@@ -385,6 +388,7 @@ static void test_hotplug(void)
     g_assert_cmpint(memwrite(c, addr + 0x200, "\x42", 1), ==, 0);
     map = vmsig_client_memmap(c);
     g_assert_cmpuint(vmsig_memmap_generation(map), ==, gen1);
+    g_assert_cmpint(vmsig_memmap_sealed(map), ==, 0);
     g_assert_cmpint(vmsig_memmap_read(map, addr + 0x100, &v, 8), ==, 0);
     g_assert_cmphex(v, ==, 0xd1111111d2222222ull);
     g_assert_cmpint(vmsig_memmap_read(map, addr + 0x200, &v, 1), ==, 0);
@@ -412,6 +416,7 @@ static void test_hotplug(void)
     g_assert_cmpint(memwrite(c, 0x1000, &v, 8), ==, 0);
     g_assert_cmpuint(vmsig_memmap_generation(map = vmsig_client_memmap(c)),
                      ==, gen1 + 1);
+    g_assert_cmpint(vmsig_memmap_sealed(map), ==, 1); /* the DIMM is gone */
     vmsig_memmap_unref(map);
 
     vmsig_client_close(c);
@@ -494,8 +499,9 @@ static void test_readonly_fd(void)
     c = connect_mem(&f, false);
     next_kind(c, VMSIG_EV_MEMCTX, &m);
     g_assert_cmpuint(m.nfds, ==, 1);
-    fd = m.fds[0];
-    m.fds[0] = -1; /* ours now */
+    fd = vmsig_client_take_fd(c, 0); /* ours now */
+    g_assert_cmpint(fd, ==, m.fds[0]);
+    g_assert_cmpint(vmsig_client_take_fd(c, 0), ==, -EBADF);
 
     g_assert_cmpint(fcntl(fd, F_GETFL) & O_ACCMODE, ==, O_RDONLY);
     g_assert_cmpint(fstat(fd, &st), ==, 0);

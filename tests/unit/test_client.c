@@ -1,10 +1,18 @@
 /*
  * test_client.c - the client library against a core served by its own
- * thread (the core is single-threaded: only that thread touches it).
+ * thread (the core is single-threaded: only that thread touches it), and
+ * against a hostile server written here with raw socket code (floods,
+ * never replies, never accepts).
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <glib.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "vmsig/vmsig_client.h"
@@ -272,6 +280,536 @@ static void test_shutdown(void)
     server_stop(s);
 }
 
+/* ---- a hostile server: raw frames over the socket ---- */
+
+typedef struct raw raw;
+typedef void (*raw_fn)(raw *r, int cfd);
+
+struct raw {
+    GThread *th;
+    volatile int stop;
+    char *dir, *path;
+    int lfd;
+    raw_fn run;
+    int fds[VMSIG_WIRE_MAX_FDS]; /* what MEMCTX frames carry (dups of one memfd) */
+    volatile int sent;            /* frames sent by the scenario */
+};
+
+static int open_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    g_assert_nonnull(d);
+    while (readdir(d)) {
+        n++;
+    }
+    closedir(d);
+    return n - 3; /* ".", "..", the DIR's own fd */
+}
+
+/* Wait for fd to be ready for `events`, checking r->stop every 50 ms.
+ * 0 ready, -1 stopped. */
+static int raw_wait(raw *r, int fd, short events)
+{
+    while (!r->stop) {
+        struct pollfd p = { .fd = fd, .events = events };
+        if (poll(&p, 1, 50) > 0) {
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Write all of buf, fds on the first byte. 0, or -1 (stopped, or the peer
+ * is gone). */
+static int raw_send(raw *r, int cfd, const void *buf, size_t len, const int *fds, unsigned nfds)
+{
+    size_t done = 0;
+    while (done < len) {
+        if (raw_wait(r, cfd, POLLOUT) < 0) {
+            return -1;
+        }
+        struct iovec iov = { (char *)buf + done, len - done };
+        char cbuf[CMSG_SPACE(sizeof(int) * VMSIG_WIRE_MAX_FDS)];
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        if (done == 0 && nfds) {
+            memset(cbuf, 0, sizeof(cbuf));
+            mh.msg_control = cbuf;
+            mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+            memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+        }
+        ssize_t n = sendmsg(cfd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                continue;
+            }
+            if (errno == ETOOMANYREFS) { /* too many fds in flight: let the reader catch up */
+                g_usleep(1000);
+                continue;
+            }
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    return 0;
+}
+
+static int raw_frame(raw *r, int cfd, uint16_t kind, uint32_t endpoint, uint64_t id,
+                     const void *payload, uint32_t len, const int *fds, unsigned nfds)
+{
+    uint8_t buf[sizeof(vmsig_wire_hdr) + 256];
+    vmsig_wire_hdr h = { .kind = kind, .nfds = (uint8_t)nfds, .len = len, .id = id,
+                         .endpoint = endpoint };
+    g_assert_cmpuint(len, <=, 256);
+    memcpy(buf, &h, sizeof(h));
+    if (len) {
+        memcpy(buf + sizeof(h), payload, len);
+    }
+    return raw_send(r, cfd, buf, sizeof(h) + len, fds, nfds);
+}
+
+static int raw_memctx(raw *r, int cfd, uint32_t endpoint, uint64_t gen, unsigned nfds)
+{
+    vmsig_wire_memctx mc = { .generation = gen }; /* no segments: only fds */
+    return raw_frame(r, cfd, VMSIG_EV_MEMCTX, endpoint, gen, &mc, sizeof(mc), r->fds, nfds);
+}
+
+static int raw_runstate(raw *r, int cfd, uint32_t endpoint, uint64_t seq)
+{
+    vmsig_wire_seam st = { .state = VMSIG_RS_RUNNING, .running = 1 };
+    return raw_frame(r, cfd, VMSIG_EV_RUNSTATE, endpoint, seq, &st, sizeof(st), NULL, 0);
+}
+
+/* Read one client frame (its header into *h, payload discarded). 0 or -1. */
+static int raw_read_frame(raw *r, int cfd, vmsig_wire_hdr *h)
+{
+    uint8_t buf[4096];
+    size_t want = sizeof(*h), got = 0;
+    int in_hdr = 1;
+    while (got < want) {
+        if (raw_wait(r, cfd, POLLIN) < 0) {
+            return -1;
+        }
+        size_t room = want - got;
+        ssize_t n = read(cfd, in_hdr ? (uint8_t *)h + got : buf, in_hdr ? room
+                         : room < sizeof(buf) ? room : sizeof(buf));
+        if (n <= 0) {
+            return -1;
+        }
+        got += (size_t)n;
+        if (in_hdr && got == want) {
+            in_hdr = 0;
+            got = 0;
+            want = h->len;
+        }
+    }
+    return 0;
+}
+
+static gpointer raw_serve(gpointer data)
+{
+    raw *r = data;
+    if (raw_wait(r, r->lfd, POLLIN) < 0) {
+        return NULL;
+    }
+    int cfd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+    g_assert_cmpint(cfd, >=, 0);
+    vmsig_wire_hdr h;
+    if (raw_read_frame(r, cfd, &h) == 0) {
+        g_assert_cmpuint(h.kind, ==, VMSIG_MSG_HELLO);
+        vmsig_wire_welcome w = { .version = VMSIG_WIRE_VERSION, .endpoint_mask = ~0ull,
+                                 .caps = VMSIG_CAP_ALL, .max_payload = VMSIG_WIRE_MAX_PAYLOAD,
+                                 .max_fds = VMSIG_WIRE_MAX_FDS, .queue_limit = 256 };
+        if (raw_frame(r, cfd, VMSIG_MSG_WELCOME, 0, 0, &w, sizeof(w), NULL, 0) == 0) {
+            r->run(r, cfd);
+        }
+    }
+    while (!r->stop) {
+        g_usleep(10 * 1000); /* never close first: the client must not see EOF */
+    }
+    close(cfd);
+    return NULL;
+}
+
+static raw *raw_start(raw_fn run)
+{
+    raw *r = g_new0(raw, 1);
+    r->run = run;
+    r->dir = g_dir_make_tmp("vmsig-raw-XXXXXX", NULL);
+    r->path = g_build_filename(r->dir, "s", NULL);
+    r->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, r->path, sizeof(sa.sun_path));
+    g_assert_cmpint(bind(r->lfd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(r->lfd, 4), ==, 0);
+    int mfd = memfd_create("raw-ram", MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(mfd, 4096), ==, 0);
+    r->fds[0] = mfd;
+    for (unsigned i = 1; i < VMSIG_WIRE_MAX_FDS; i++) {
+        r->fds[i] = fcntl(mfd, F_DUPFD_CLOEXEC, 0);
+    }
+    r->th = g_thread_new("raw", raw_serve, r);
+    return r;
+}
+
+static void raw_stop(raw *r)
+{
+    r->stop = 1;
+    g_thread_join(r->th);
+    for (unsigned i = 0; i < VMSIG_WIRE_MAX_FDS; i++) {
+        close(r->fds[i]);
+    }
+    close(r->lfd);
+    unlink(r->path);
+    rmdir(r->dir);
+    g_free(r->path);
+    g_free(r->dir);
+    g_free(r);
+}
+
+static vmsig_client *raw_connect(raw *r)
+{
+    int err;
+    vmsig_client_config cfg = { .version = VMSIG_CLIENT_CONFIG_VERSION, .path = r->path,
+                                .timeout_ms = 3000 };
+    vmsig_client *c = vmsig_client_connect(&cfg, &err);
+    g_assert_cmpint(err, ==, 0);
+    g_assert_nonnull(c);
+    return c;
+}
+
+/* A command whose reply never comes (or comes late). */
+static int nop(vmsig_client *c, int timeout_ms)
+{
+    vmsig_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = VMSIG_CMD_NOP;
+    return vmsig_client_call(c, &ev, NULL, timeout_ms);
+}
+
+#define FLOOD_US (3 * G_USEC_PER_SEC) /* a flood ends after this, if not stopped */
+
+/* After the first command: MEMCTX of endpoint 0 with 16 fds, as fast as the
+ * client takes them, never a reply. */
+static void run_flood_memctx(raw *r, int cfd)
+{
+    vmsig_wire_hdr h;
+    if (raw_read_frame(r, cfd, &h) < 0) {
+        return;
+    }
+    gint64 end = g_get_monotonic_time() + FLOOD_US;
+    for (uint64_t gen = 1; !r->stop && g_get_monotonic_time() < end; gen++) {
+        if (raw_memctx(r, cfd, 0, gen, VMSIG_WIRE_MAX_FDS) < 0) {
+            return;
+        }
+        r->sent++;
+    }
+}
+
+static void test_flood_memctx(void)
+{
+    raw *r = raw_start(run_flood_memctx);
+    vmsig_client *c = raw_connect(r);
+    int before = open_fds();
+    gint64 t0 = g_get_monotonic_time();
+    g_assert_cmpint(nop(c, 300), ==, -ETIMEDOUT);
+    gint64 ms = (g_get_monotonic_time() - t0) / 1000;
+    int during = open_fds();
+    g_test_message("%d MEMCTX frames sent, call took %" G_GINT64_FORMAT " ms, fds %d -> %d",
+                   r->sent, ms, before, during);
+    g_assert_cmpint(ms, <, 300 + 500);
+    g_assert_cmpint(r->sent, >, 1);
+    /* One queued MEMCTX (newer ones replace it) and at most one in the reader. */
+    g_assert_cmpint(during - before, <=, 2 * VMSIG_WIRE_MAX_FDS);
+    r->stop = 1;
+    vmsig_msg m;
+    g_assert_cmpint(vmsig_client_next(c, &m, 0), ==, 0);
+    g_assert_cmpuint(m.ev.kind, ==, VMSIG_EV_MEMCTX);
+    g_assert_cmpuint(m.nfds, ==, VMSIG_WIRE_MAX_FDS);
+    g_assert_cmpuint(m.ev.u.memctx.generation, >, 1); /* not the first: replaced */
+    vmsig_client_close(c);
+    raw_stop(r);
+    g_assert_cmpint(open_fds(), <=, before - VMSIG_WIRE_MAX_FDS - 2); /* all closed */
+}
+
+/* After the first command: MEMCTX frames of endpoint 0 without fds, written
+ * in bulk so the socket never runs empty (a reader that only looks at its
+ * deadline when it does would wait for the whole flood), never a reply. */
+static void run_flood_bulk(raw *r, int cfd)
+{
+    vmsig_wire_hdr h;
+    if (raw_read_frame(r, cfd, &h) < 0) {
+        return;
+    }
+    enum { N = 100 };
+    struct {
+        vmsig_wire_hdr h;
+        vmsig_wire_memctx mc;
+    } *batch = g_new0(typeof(*batch), N);
+    gint64 end = g_get_monotonic_time() + FLOOD_US;
+    for (uint64_t gen = 1; !r->stop && g_get_monotonic_time() < end;) {
+        for (unsigned i = 0; i < N; i++, gen++) {
+            batch[i].h = (vmsig_wire_hdr){ .kind = VMSIG_EV_MEMCTX, .len = sizeof(batch[i].mc),
+                                           .id = gen };
+            batch[i].mc.generation = gen;
+        }
+        if (raw_send(r, cfd, batch, N * sizeof(*batch), NULL, 0) < 0) {
+            break;
+        }
+        r->sent += N;
+    }
+    g_free(batch);
+}
+
+static void test_flood_deadline(void)
+{
+    raw *r = raw_start(run_flood_bulk);
+    vmsig_client *c = raw_connect(r);
+    gint64 t0 = g_get_monotonic_time();
+    g_assert_cmpint(nop(c, 300), ==, -ETIMEDOUT);
+    gint64 ms = (g_get_monotonic_time() - t0) / 1000;
+    g_test_message("%d MEMCTX frames sent, call took %" G_GINT64_FORMAT " ms", r->sent, ms);
+    g_assert_cmpint(ms, <, 300 + 500);
+    r->stop = 1;
+    vmsig_msg m; /* one left: the newest */
+    g_assert_cmpint(vmsig_client_next(c, &m, 0), ==, 0);
+    g_assert_cmpuint(m.ev.kind, ==, VMSIG_EV_MEMCTX);
+    g_assert_cmpuint(m.ev.u.memctx.generation, >, 1);
+    vmsig_client_close(c);
+    raw_stop(r);
+}
+
+/* After the first command: RUNSTATE events, more than the client queues. */
+static void run_flood_events(raw *r, int cfd)
+{
+    vmsig_wire_hdr h;
+    if (raw_read_frame(r, cfd, &h) < 0) {
+        return;
+    }
+    for (uint64_t seq = 1; seq <= 2 * VMSIG_CLIENT_QUEUE_MAX && !r->stop; seq++) {
+        if (raw_runstate(r, cfd, 0, seq) < 0) {
+            return;
+        }
+        r->sent++;
+    }
+}
+
+static void test_flood_events(void)
+{
+    raw *r = raw_start(run_flood_events);
+    vmsig_client *c = raw_connect(r);
+    gint64 t0 = g_get_monotonic_time();
+    g_assert_cmpint(nop(c, 5000), ==, -ENOBUFS);
+    g_assert_cmpint((g_get_monotonic_time() - t0) / 1000, <, 2000);
+    const char *text = NULL;
+    g_assert_cmpint(vmsig_client_bye(c, &text), ==, -ENOBUFS);
+    g_assert_nonnull(strstr(text, "queued"));
+    /* What was queued is still there, in order; then the connection is gone. */
+    vmsig_msg m;
+    for (unsigned i = 1; i <= VMSIG_CLIENT_QUEUE_MAX; i++) {
+        g_assert_cmpint(vmsig_client_next(c, &m, 0), ==, 0);
+        g_assert_cmpuint(m.ev.kind, ==, VMSIG_EV_RUNSTATE);
+        g_assert_cmpuint(m.ev.seq, ==, i);
+    }
+    g_assert_cmpint(vmsig_client_next(c, &m, 0), ==, -EPIPE);
+    g_assert_cmpint(nop(c, 100), ==, -EPIPE);
+    vmsig_client_close(c);
+    raw_stop(r);
+}
+
+/* After the first command: MEMCTX with 16 fds for endpoints 0..63 (none
+ * replaces another): the fd budget ends it. */
+static void run_flood_endpoints(raw *r, int cfd)
+{
+    vmsig_wire_hdr h;
+    if (raw_read_frame(r, cfd, &h) < 0) {
+        return;
+    }
+    for (uint32_t ep = 0; ep < VMSIG_ENDPOINT_MAX && !r->stop; ep++) {
+        if (raw_memctx(r, cfd, ep, 1, VMSIG_WIRE_MAX_FDS) < 0) {
+            return;
+        }
+        r->sent++;
+    }
+}
+
+static void test_flood_endpoints(void)
+{
+    raw *r = raw_start(run_flood_endpoints);
+    vmsig_client *c = raw_connect(r);
+    int before = open_fds();
+    g_assert_cmpint(nop(c, 3000), ==, -ENOBUFS);
+    g_assert_cmpint(open_fds() - before, <=, VMSIG_CLIENT_QUEUE_FDS);
+    vmsig_msg m;
+    unsigned n = 0;
+    while (vmsig_client_next(c, &m, 0) == 0) {
+        g_assert_cmpuint(m.ev.kind, ==, VMSIG_EV_MEMCTX);
+        g_assert_cmpuint(m.ev.endpoint, ==, n);
+        g_assert_cmpuint(m.nfds, ==, VMSIG_WIRE_MAX_FDS);
+        n++;
+    }
+    g_assert_cmpuint(n, ==, VMSIG_CLIENT_QUEUE_FDS / VMSIG_WIRE_MAX_FDS);
+    vmsig_client_close(c);
+    g_assert_cmpint(open_fds(), <=, before);
+    raw_stop(r);
+}
+
+/* After the first command: MEMCTX ep 0 gen 1, RUNSTATE, MEMCTX ep 1 gen 1,
+ * MEMCTX ep 0 gen 2, then the reply. */
+static void run_coalesce(raw *r, int cfd)
+{
+    vmsig_wire_hdr h;
+    if (raw_read_frame(r, cfd, &h) < 0 || raw_memctx(r, cfd, 0, 1, 3) < 0 ||
+        raw_runstate(r, cfd, 0, 2) < 0 || raw_memctx(r, cfd, 1, 1, 1) < 0 ||
+        raw_memctx(r, cfd, 0, 2, 2) < 0) {
+        return;
+    }
+    raw_frame(r, cfd, VMSIG_MSG_REPLY, 0, h.id, NULL, 0, NULL, 0);
+}
+
+static void test_coalesce_memctx(void)
+{
+    raw *r = raw_start(run_coalesce);
+    vmsig_client *c = raw_connect(r);
+    int before = open_fds();
+    g_assert_cmpint(nop(c, 3000), ==, 0);
+    g_assert_cmpint(open_fds() - before, ==, 1 + 2); /* gen 1 of ep 0 was closed */
+    vmsig_msg m;
+    g_assert_cmpint(vmsig_client_next(c, &m, 0), ==, 0);
+    g_assert_cmpuint(m.ev.kind, ==, VMSIG_EV_RUNSTATE);
+    g_assert_cmpint(vmsig_client_next(c, &m, 0), ==, 0);
+    g_assert_cmpuint(m.ev.kind, ==, VMSIG_EV_MEMCTX);
+    g_assert_cmpuint(m.ev.endpoint, ==, 1);
+    g_assert_cmpint(vmsig_client_next(c, &m, 0), ==, 0);
+    g_assert_cmpuint(m.ev.kind, ==, VMSIG_EV_MEMCTX);
+    g_assert_cmpuint(m.ev.endpoint, ==, 0);
+    g_assert_cmpuint(m.ev.u.memctx.generation, ==, 2);
+    g_assert_cmpuint(m.nfds, ==, 2);
+    g_assert_cmpint(vmsig_client_next(c, &m, 20), ==, -ETIMEDOUT);
+    vmsig_client_close(c);
+    raw_stop(r);
+}
+
+/* The fds of a received event are the client's until taken. */
+static void run_fds(raw *r, int cfd)
+{
+    vmsig_wire_hdr h;
+    if (raw_memctx(r, cfd, 0, 1, 3) < 0 || raw_read_frame(r, cfd, &h) < 0) {
+        return;
+    }
+    raw_frame(r, cfd, VMSIG_MSG_REPLY, 0, h.id, NULL, 0, NULL, 0);
+}
+
+static void test_take_fd(void)
+{
+    raw *r = raw_start(run_fds);
+    vmsig_client *c = raw_connect(r);
+    vmsig_msg m;
+    g_assert_cmpint(vmsig_client_next(c, &m, 3000), ==, 0);
+    g_assert_cmpuint(m.nfds, ==, 3);
+    int fds[3] = { m.fds[0], m.fds[1], m.fds[2] };
+    g_assert_cmpint(vmsig_client_take_fd(c, 3), ==, -EBADF);
+    int kept = vmsig_client_take_fd(c, 1);
+    g_assert_cmpint(kept, ==, fds[1]);
+    g_assert_cmpint(vmsig_client_take_fd(c, 1), ==, -EBADF);
+    /* The caller's struct does not matter any more (here: all "-1"). */
+    memset(&m, 0xff, sizeof(m));
+    g_assert_cmpint(nop(c, 3000), ==, 0);
+    g_assert_cmpint(fcntl(fds[0], F_GETFD), ==, -1);
+    g_assert_cmpint(fcntl(fds[2], F_GETFD), ==, -1);
+    g_assert_cmpint(fcntl(kept, F_GETFD), >=, 0);
+    g_assert_cmpint(vmsig_client_take_fd(c, 0), ==, -EBADF); /* after another call */
+    vmsig_client_close(c);
+    g_assert_cmpint(fcntl(kept, F_GETFD), >=, 0);
+    close(kept);
+    raw_stop(r);
+}
+
+/* Never accepts: after 3 s it closes the listener so that a connect() that
+ * ignores its timeout ends anyway (and the test fails instead of hanging). */
+typedef struct backlog {
+    int lfd;
+    GMutex lock;
+    GCond cond;
+    int done;
+} backlog;
+
+static gpointer backlog_watchdog(gpointer data)
+{
+    backlog *b = data;
+    gint64 end = g_get_monotonic_time() + 3 * G_USEC_PER_SEC;
+    g_mutex_lock(&b->lock);
+    while (!b->done && g_cond_wait_until(&b->cond, &b->lock, end)) {
+    }
+    if (!b->done) {
+        close(b->lfd); /* wakes a connect() blocked on the backlog */
+        b->lfd = -1;
+    }
+    g_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+static void test_connect_backlog(void)
+{
+    char *dir = g_dir_make_tmp("vmsig-backlog-XXXXXX", NULL);
+    char *path = g_build_filename(dir, "s", NULL);
+    backlog b = { .lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) };
+    g_mutex_init(&b.lock);
+    g_cond_init(&b.cond);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    g_assert_cmpint(bind(b.lfd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(b.lfd, 0), ==, 0);
+    /* Fill the backlog: non-blocking connects until the kernel says EAGAIN. */
+    int fill[8], nfill = 0;
+    for (;;) {
+        g_assert_cmpint(nfill, <, 8);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            g_assert_cmpint(errno, ==, EAGAIN);
+            close(fd);
+            break;
+        }
+        fill[nfill++] = fd;
+    }
+    g_assert_cmpint(nfill, >, 0);
+    GThread *th = g_thread_new("watchdog", backlog_watchdog, &b);
+
+    int err = 0;
+    vmsig_client_config cfg = { .version = VMSIG_CLIENT_CONFIG_VERSION, .path = path,
+                                .timeout_ms = 200 };
+    gint64 t0 = g_get_monotonic_time();
+    vmsig_client *c = vmsig_client_connect(&cfg, &err);
+    gint64 ms = (g_get_monotonic_time() - t0) / 1000;
+    g_test_message("connect with a full backlog: %d after %" G_GINT64_FORMAT " ms", err, ms);
+    g_mutex_lock(&b.lock);
+    b.done = 1;
+    g_cond_signal(&b.cond);
+    g_mutex_unlock(&b.lock);
+    g_thread_join(th);
+    g_assert_null(c);
+    g_assert_cmpint(err, ==, -ETIMEDOUT);
+    g_assert_cmpint(ms, >=, 190);
+    g_assert_cmpint(ms, <, 1000);
+
+    for (int i = 0; i < nfill; i++) {
+        close(fill[i]);
+    }
+    if (b.lfd >= 0) {
+        close(b.lfd);
+    }
+    unlink(path);
+    rmdir(dir);
+    g_free(path);
+    g_free(dir);
+    g_mutex_clear(&b.lock);
+    g_cond_clear(&b.cond);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -280,5 +818,12 @@ int main(int argc, char **argv)
     g_test_add_func("/client/events-during-call", test_events_during_call);
     g_test_add_func("/client/arbitration", test_arbitration);
     g_test_add_func("/client/shutdown", test_shutdown);
+    g_test_add_func("/client/take-fd", test_take_fd);
+    g_test_add_func("/client/coalesce-memctx", test_coalesce_memctx);
+    g_test_add_func("/client/flood-memctx", test_flood_memctx);
+    g_test_add_func("/client/flood-deadline", test_flood_deadline);
+    g_test_add_func("/client/flood-events", test_flood_events);
+    g_test_add_func("/client/flood-endpoints", test_flood_endpoints);
+    g_test_add_func("/client/connect-backlog", test_connect_backlog);
     return g_test_run();
 }

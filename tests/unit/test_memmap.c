@@ -1,14 +1,17 @@
 /*
  * test_memmap.c - MEMCTX over a real socket: a memfd-backed "guest RAM" with
  * a below/above-4G split plus a second fd, mapped read-only by the client;
- * what read-only means for the received descriptor; generations.
+ * what read-only means for the received descriptor; generations; who owns
+ * the fds of a received MEMCTX; shrink seals.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vmsig/vmsig_client.h"
@@ -261,8 +264,10 @@ static void test_read_only(void)
     }
 
     /* The fds are the client's: taking one keeps it past the next call. */
-    int kept = m.fds[1];
-    m.fds[1] = -1;
+    int kept = vmsig_client_take_fd(c, 1);
+    g_assert_cmpint(kept, ==, m.fds[1]);
+    g_assert_cmpint(vmsig_client_take_fd(c, 1), ==, -EBADF); /* taken already */
+    g_assert_cmpint(vmsig_client_take_fd(c, 2), ==, -EBADF); /* no such fd */
     vmsig_memmap *map = vmsig_memmap_new(&m.ev, m.fds, 1, NULL);
     g_assert_null(map); /* segment 2 needs fd 1, which we withheld */
     int err;
@@ -275,9 +280,145 @@ static void test_read_only(void)
     g_assert_cmpint(vmsig_client_vm(c, 0, VMSIG_VM_QUERY, NULL), ==, 0); /* fds[0] closed now */
     g_assert_cmpint(fcntl(fd, F_GETFD), ==, -1);
     g_assert_cmpint(fcntl(kept, F_GETFD), >=, 0);                       /* taken: still open */
+    g_assert_cmpint(vmsig_client_take_fd(c, 0), ==, -EBADF);            /* too late */
     close(kept);
     vmsig_client_close(c);
     server_stop(s);
+}
+
+/*
+ * The client keeps its own record of the fds it handed out: what the caller
+ * does with its vmsig_msg afterwards (reuse it, let it go out of scope) does
+ * not decide which fds get closed.
+ */
+static void test_fds_stay_clients(void)
+{
+    server *s = server_start();
+    vmsig_client *c = connect_to(s, 0);
+    vmsig_msg *m = g_new0(vmsig_msg, 1);
+    next_memctx(c, m);
+    g_assert_cmpuint(m->nfds, ==, 2);
+    int fd0 = m->fds[0], fd1 = m->fds[1];
+    /* The caller reuses its struct: writing -1 is no longer "taking". */
+    memset(m, 0xff, sizeof(*m));
+    g_free(m);
+    g_assert_cmpint(vmsig_client_vm(c, 0, VMSIG_VM_QUERY, NULL), ==, 0);
+    g_assert_cmpint(fcntl(fd0, F_GETFD), ==, -1); /* closed by the client */
+    g_assert_cmpint(fcntl(fd1, F_GETFD), ==, -1);
+
+    /* A new map; the message struct is gone before the next call again. */
+    g_assert_cmpint(vmsig_client_vm(c, 0, VMSIG_VM_STOP, NULL), ==, 0);
+    vmsig_msg m2;
+    next_memctx(c, &m2);
+    g_assert_cmpuint(m2.nfds, ==, 1);
+    fd0 = m2.fds[0];
+    int kept = vmsig_client_take_fd(c, 0);
+    g_assert_cmpint(kept, ==, fd0);
+    memset(&m2, 0, sizeof(m2)); /* slot "0": nothing to do with fd 0 */
+    vmsig_client_close(c);
+    g_assert_cmpint(fcntl(kept, F_GETFD), >=, 0); /* taken: ours, still open */
+    close(kept);
+    g_assert_cmpint(fcntl(0, F_GETFD), >=, 0);    /* stdin untouched */
+    server_stop(s);
+}
+
+/* A one-segment MEMCTX over fd 0 of `size` bytes. */
+static vmsig_memmap *map_one(int fd, uint64_t size, int *err)
+{
+    vmsig_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = VMSIG_EV_MEMCTX;
+    vmsig_wire_memseg seg = { .gpa = 0x1000, .size = size, .offset = 0, .fd_index = 0 };
+    ev.u.memctx = (vmsig_wire_memctx){ .generation = 1, .ram_size = size, .nseg = 1 };
+    ev.ool = &seg;
+    ev.ool_len = sizeof(seg);
+    return vmsig_memmap_new(&ev, &fd, 1, err);
+}
+
+/*
+ * Shrink seals: a memfd sealed with F_SEAL_SHRINK (what QEMU's memfd
+ * backend does unless seal=off) cannot shrink under the map; an unsealed one
+ * can, and then a read of the lost range faults. Both are mapped; the map
+ * says which it is.
+ */
+static void test_sealed(void)
+{
+    const uint64_t sz = 64 * 1024;
+    int err = 1;
+
+    int sealed = memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    g_assert_cmpint(ftruncate(sealed, sz), ==, 0);
+    g_assert_cmpint(fcntl(sealed, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), ==, 0);
+    vmsig_memmap *m = map_one(sealed, sz, &err);
+    g_assert_nonnull(m);
+    g_assert_cmpint(err, ==, 0);
+    g_assert_cmpint(vmsig_memmap_sealed(m), ==, 1);
+    errno = 0;
+    g_assert_cmpint(ftruncate(sealed, 4096), ==, -1); /* the seal holds */
+    g_assert_cmpint(errno, ==, EPERM);
+    char buf[8];
+    g_assert_cmpint(vmsig_memmap_read(m, 0x1000 + sz - 8, buf, 8), ==, 0);
+    vmsig_memmap_unref(m);
+
+    /* Sealable but not sealed (seal=off), and not sealable at all. */
+    int open_ = memfd_create("unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    int plain = memfd_create("plain", MFD_CLOEXEC); /* seals = F_SEAL_SEAL only */
+    g_assert_cmpint(ftruncate(open_, sz), ==, 0);
+    g_assert_cmpint(ftruncate(plain, sz), ==, 0);
+    g_assert_cmpint(fcntl(open_, F_ADD_SEALS, F_SEAL_GROW), ==, 0); /* not SHRINK */
+    m = map_one(open_, sz, &err);
+    g_assert_nonnull(m);
+    g_assert_cmpint(vmsig_memmap_sealed(m), ==, 0);
+    vmsig_memmap_unref(m);
+    m = map_one(plain, sz, &err);
+    g_assert_nonnull(m);
+    g_assert_cmpint(vmsig_memmap_sealed(m), ==, 0);
+    vmsig_memmap_unref(m);
+
+    /* Two fds, one sealed and one not: not sealed. */
+    vmsig_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.kind = VMSIG_EV_MEMCTX;
+    vmsig_wire_memseg segs[2] = {
+        { .gpa = 0, .size = sz, .offset = 0, .fd_index = 0 },
+        { .gpa = sz, .size = sz, .offset = 0, .fd_index = 1 },
+    };
+    ev.u.memctx = (vmsig_wire_memctx){ .generation = 1, .ram_size = 2 * sz, .nseg = 2 };
+    ev.ool = segs;
+    ev.ool_len = sizeof(segs);
+    int fds[2] = { sealed, plain };
+    m = vmsig_memmap_new(&ev, fds, 2, &err);
+    g_assert_nonnull(m);
+    g_assert_cmpint(vmsig_memmap_sealed(m), ==, 0);
+    vmsig_memmap_unref(m);
+    fds[1] = sealed;
+    m = vmsig_memmap_new(&ev, fds, 2, &err);
+    g_assert_nonnull(m);
+    g_assert_cmpint(vmsig_memmap_sealed(m), ==, 1);
+    vmsig_memmap_unref(m);
+
+    /* What "unsealed" risks: the file shrinks and the read faults. Done in a
+     * child, which must die of SIGBUS. */
+    m = map_one(plain, sz, &err);
+    g_assert_nonnull(m);
+    pid_t pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        signal(SIGBUS, SIG_DFL); /* not a sanitizer's handler */
+        if (ftruncate(plain, 0) != 0) {
+            _exit(2);
+        }
+        vmsig_memmap_read(m, 0x1000, buf, 8);
+        _exit(0);
+    }
+    int status;
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFSIGNALED(status));
+    g_assert_cmpint(WTERMSIG(status), ==, SIGBUS);
+    vmsig_memmap_unref(m);
+    close(sealed);
+    close(open_);
+    close(plain);
 }
 
 static void test_unavailable(void)
@@ -298,5 +439,7 @@ int main(int argc, char **argv)
     g_test_add_func("/memmap/map-and-read", test_map_and_read);
     g_test_add_func("/memmap/read-only", test_read_only);
     g_test_add_func("/memmap/unavailable", test_unavailable);
+    g_test_add_func("/memmap/fds-stay-clients", test_fds_stay_clients);
+    g_test_add_func("/memmap/sealed", test_sealed);
     return g_test_run();
 }
