@@ -521,7 +521,9 @@ static void test_flood_memctx(void)
     int during = open_fds();
     g_test_message("%d MEMCTX frames sent, call took %" G_GINT64_FORMAT " ms, fds %d -> %d",
                    r->sent, ms, before, during);
-    g_assert_cmpint(ms, <, 300 + 500);
+    /* the deadline held: well before the flood's own 3 s end (generous for
+     * a loaded machine; tests do not measure speed) */
+    g_assert_cmpint(ms, <, 2500);
     g_assert_cmpint(r->sent, >, 1);
     /* One queued MEMCTX (newer ones replace it) and at most one in the reader. */
     g_assert_cmpint(during - before, <=, 2 * VMSIG_WIRE_MAX_FDS);
@@ -573,7 +575,9 @@ static void test_flood_deadline(void)
     g_assert_cmpint(nop(c, 300), ==, -ETIMEDOUT);
     gint64 ms = (g_get_monotonic_time() - t0) / 1000;
     g_test_message("%d MEMCTX frames sent, call took %" G_GINT64_FORMAT " ms", r->sent, ms);
-    g_assert_cmpint(ms, <, 300 + 500);
+    /* the deadline held: well before the flood's own 3 s end (generous for
+     * a loaded machine; tests do not measure speed) */
+    g_assert_cmpint(ms, <, 2500);
     r->stop = 1;
     vmsig_msg m; /* one left: the newest */
     g_assert_cmpint(vmsig_client_next(c, &m, 0), ==, 0);
@@ -604,7 +608,7 @@ static void test_flood_events(void)
     vmsig_client *c = raw_connect(r);
     gint64 t0 = g_get_monotonic_time();
     g_assert_cmpint(nop(c, 5000), ==, -ENOBUFS);
-    g_assert_cmpint((g_get_monotonic_time() - t0) / 1000, <, 2000);
+    g_assert_cmpint((g_get_monotonic_time() - t0) / 1000, <, 4500); /* before the 5 s timeout */
     const char *text = NULL;
     g_assert_cmpint(vmsig_client_bye(c, &text), ==, -ENOBUFS);
     g_assert_nonnull(strstr(text, "queued"));
@@ -793,8 +797,8 @@ static void test_connect_backlog(void)
     g_thread_join(th);
     g_assert_null(c);
     g_assert_cmpint(err, ==, -ETIMEDOUT);
-    g_assert_cmpint(ms, >=, 190);
-    g_assert_cmpint(ms, <, 1000);
+    g_assert_cmpint(ms, >=, 190);  /* it waited for its timeout */
+    g_assert_cmpint(ms, <, 2500);  /* and not for the 3 s watchdog */
 
     for (int i = 0; i < nfill; i++) {
         close(fill[i]);
