@@ -26,6 +26,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,8 @@
 /* vm.stop_event_us: time the vCPU gets to run between cont and the timed
  * stop, the same for both methods (right after cont, SeaBIOS takes the BQL
  * often, and a stop sent then waits for it). */
-#define QUERY_SETTLE_US 200 /* idle time before each query sample, both methods */
+#define QUERY_BLOCK 25 /* query samples per method, back to back */
+#define QUERY_WARM 2   /* ... of which the first are not counted */
 #define SETTLE_US 2000
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -185,31 +187,6 @@ static void qmp_connect(qmp *q, const char *path)
 /* Run one command and wait for its reply and for event `ev`. Events from
  * before the command are discarded first (a query-status round trip flushes
  * them: QMP output is in order). Returns ns from send until the event. */
-/* CLOCK_REALTIME in us, the clock of QMP's event timestamps. */
-static double realtime_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-/* us from an event's QMP "timestamp" (taken when QEMU built the event) to
- * received_us, or NAN if the line has none. */
-static double qmp_event_age_us(const char *line, double received_us)
-{
-    const char *t = strstr(line, "\"timestamp\"");
-    long long sec, usec;
-    const char *ps = t ? strstr(t, "\"seconds\":") : NULL;
-    const char *pu = t ? strstr(t, "\"microseconds\":") : NULL;
-    if (!ps || !pu || sscanf(ps, "\"seconds\": %lld", &sec) != 1 ||
-        sscanf(pu, "\"microseconds\": %lld", &usec) != 1) {
-        return NAN;
-    }
-    return received_us - ((double)sec * 1e6 + (double)usec);
-}
-
-static double qmp_last_event_age_us = NAN; /* set by qmp_cmd_event */
-
 static uint64_t qmp_cmd_event(qmp *q, const char *json, const char *ev)
 {
     int got_reply = 0, got_ev = 0;
@@ -227,7 +204,6 @@ static uint64_t qmp_cmd_event(qmp *q, const char *json, const char *ev)
             got_reply = 1;
         } else if (!got_ev && qmp_is_event(l, ev)) {
             t_ev = now_ns();
-            qmp_last_event_age_us = qmp_event_age_us(l, realtime_us());
             got_ev = 1;
         }
     }
@@ -237,6 +213,64 @@ static uint64_t qmp_cmd_event(qmp *q, const char *json, const char *ev)
 static int qmp_running(qmp *q)
 {
     return strstr(qmp_cmd(q, "{\"execute\":\"query-status\"}\n"), "\"running\": true") != NULL;
+}
+
+/* ------------------------------------------------------------ observer */
+
+/*
+ * A second vmsig control that only watches, on its own thread, blocked in
+ * vmsig_client_next like a QMP client blocked in read: it notes when the
+ * RUNSTATE it waits for arrives. (The commanding control cannot: its
+ * vmsig_client_call returns events only after the reply.)
+ */
+typedef struct observer {
+    vmsig_client *c;
+    pthread_t th;
+    int want_running;      /* the RUNSTATE.running awaited */
+    int armed, seen, quit; /* accessed with __atomic */
+    uint64_t t_seen;
+} observer;
+
+static void *observer_main(void *opaque)
+{
+    observer *o = opaque;
+    vmsig_msg m;
+    while (!__atomic_load_n(&o->quit, __ATOMIC_ACQUIRE)) {
+        if (vmsig_client_next(o->c, &m, 100) != 0) {
+            continue;
+        }
+        if (m.ev.kind != VMSIG_EV_RUNSTATE || (m.ev.flags & VMSIG_F_SNAPSHOT) ||
+            !__atomic_load_n(&o->armed, __ATOMIC_ACQUIRE) ||
+            (int)m.ev.u.seam.running != o->want_running) {
+            continue;
+        }
+        o->t_seen = now_ns();
+        __atomic_store_n(&o->armed, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&o->seen, 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static void observer_arm(observer *o, int want_running)
+{
+    o->want_running = want_running;
+    __atomic_store_n(&o->seen, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&o->armed, 1, __ATOMIC_RELEASE);
+}
+
+/* 0 once the awaited RUNSTATE was seen, -ETIMEDOUT after 5 s. */
+static int observer_wait(observer *o)
+{
+    for (int i = 0; i < 500000; i++) {
+        if (__atomic_load_n(&o->seen, __ATOMIC_ACQUIRE)) {
+            return 0;
+        }
+        if (i > 1000) {
+            usleep(10);
+        }
+    }
+    __atomic_store_n(&o->armed, 0, __ATOMIC_RELEASE);
+    return -ETIMEDOUT;
 }
 
 /* --------------------------------------------------------------- gdbstub */
@@ -622,27 +656,31 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
     /* ---- vm.query_rtt_us ---- */
     series qv = series_new(n_query), qq = series_new(n_query);
     blog("vm.query_rtt_us");
-    for (int i = -50; i < n_query; i++) {
-        /* Each sample starts from an idle main loop: without the pause, the
-         * second method of a pair would wait for what QEMU still does after
-         * answering the first (QMP's monitor bottom halves, for one). */
-        usleep(QUERY_SETTLE_US);
-        uint64_t t0 = now_ns();
-        qmp_cmd(&qm, "{\"execute\":\"query-status\"}\n");
-        uint64_t t1 = now_ns();
-        if (i >= 0) qq.v[qq.n++] = (double)(t1 - t0) / 1e3;
-        if (!vm_note) {
-            usleep(QUERY_SETTLE_US);
-            t0 = now_ns();
+    /*
+     * In blocks: QUERY_BLOCK QMP queries back to back, then QUERY_BLOCK vmsig
+     * queries, and so on, so each method is measured hot and neither waits
+     * for what QEMU still does after answering the other (QMP's monitor
+     * bottom halves, for one); the first QUERY_WARM of each block are not
+     * counted. Sample by sample alternation measured the leftovers instead.
+     */
+    for (int b = -1; qq.n < n_query || (!vm_note && qv.n < n_query); b++) {
+        for (int k = 0; k < QUERY_BLOCK; k++) {
+            uint64_t t0 = now_ns();
+            qmp_cmd(&qm, "{\"execute\":\"query-status\"}\n");
+            uint64_t t1 = now_ns();
+            if (b >= 0 && k >= QUERY_WARM && qq.n < n_query) qq.v[qq.n++] = (double)(t1 - t0) / 1e3;
+        }
+        for (int k = 0; k < QUERY_BLOCK && !vm_note; k++) {
+            uint64_t t0 = now_ns();
             int r = vmsig_client_vm(c, ep, VMSIG_VM_QUERY, &vi);
-            t1 = now_ns();
+            uint64_t t1 = now_ns();
             if (r < 0) {
                 snprintf(vm_note_buf, sizeof(vm_note_buf), "vmsig: CMD_VM query failed: %s",
                          strerror(-r));
                 vm_note = vm_note_buf;
                 blog("%s", vm_note);
                 qv.n = 0;
-            } else if (i >= 0) {
+            } else if (b >= 0 && k >= QUERY_WARM && qv.n < n_query) {
                 qv.v[qv.n++] = (double)(t1 - t0) / 1e3;
             }
         }
@@ -650,10 +688,23 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
 
     /* ---- vm.stop_event_us: alternate stop/cont, interleaving the two ---- */
     series sv = series_new(n_stop), sq = series_new(n_stop), sr = series_new(n_stop);
-    series dv = series_new(n_stop), dq = series_new(n_stop); /* event delivery */
     const char *stop_note = NULL;
     static char stop_note_buf[256];
     blog("vm.stop_event_us");
+    observer obs = { 0 };
+    if (!vm_note) {
+        vmsig_client_config ocfg = { .version = VMSIG_CLIENT_CONFIG_VERSION, .path = vmsig_path,
+                                     .sub = { .source_mask = 1u << VMSIG_SRC_SEAM,
+                                              .endpoint_mask = 1ull << ep } };
+        obs.c = vmsig_client_connect(&ocfg, &err);
+        if (!obs.c) {
+            snprintf(stop_note_buf, sizeof(stop_note_buf),
+                     "vmsig: observer cannot connect: %s", strerror(-err));
+            stop_note = stop_note_buf;
+        } else if (pthread_create(&obs.th, NULL, observer_main, &obs) != 0) {
+            die("pthread_create");
+        }
+    }
     for (int i = -3; i < n_stop; i++) {
         /* QMP: cont (untimed), stop (timed until the STOP event). */
         if (!qmp_running(&qm)) {
@@ -662,36 +713,28 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
         usleep(SETTLE_US);
         uint64_t dt = qmp_cmd_event(&qm, "{\"execute\":\"stop\"}\n", "STOP");
         if (i >= 0) sq.v[sq.n++] = (double)dt / 1e3;
-        if (i >= 0 && !isnan(qmp_last_event_age_us)) dq.v[dq.n++] = qmp_last_event_age_us;
         if (vm_note || stop_note) {
             continue;
         }
-        /* vmsig: cont (untimed), stop (timed until the RUNSTATE paused event). */
+        /* vmsig: cont (untimed), stop (timed until the observer holds the
+         * RUNSTATE paused event). */
         for (int phase = 0; phase < 2 && !stop_note; phase++) {
             uint32_t op = phase ? VMSIG_VM_STOP : VMSIG_VM_CONT;
             vmsig_msg m;
             int r;
-            /* the same settling time after cont as QMP gets; then flush:
-             * a round trip, then whatever events came before it */
             if (phase) {
-                usleep(SETTLE_US);
+                usleep(SETTLE_US); /* the same settling time after cont as QMP gets */
             }
-            vmsig_client_vm(c, ep, VMSIG_VM_QUERY, &vi);
-            while (vmsig_client_next(c, &m, 0) == 0) {
-            }
+            observer_arm(&obs, phase ? 0 : 1);
             uint64_t t0 = now_ns();
             r = vmsig_client_vm(c, ep, op, NULL);
             uint64_t t_reply = now_ns();
-            while (r == 0) {
-                r = vmsig_client_next(c, &m, 5000);
-                if (r == 0 && m.ev.kind == VMSIG_EV_RUNSTATE && !(m.ev.flags & VMSIG_F_SNAPSHOT) &&
-                    m.ev.u.seam.running == (phase ? 0u : 1u)) {
-                    /* ts_ns: CLOCK_MONOTONIC when the core published it */
-                    if (phase && i >= 0) dv.v[dv.n++] = (double)(now_ns() - m.ev.ts_ns) / 1e3;
-                    break;
-                }
+            if (r == 0) {
+                r = observer_wait(&obs);
             }
-            uint64_t t1 = now_ns();
+            while (vmsig_client_next(c, &m, 0) == 0) {
+                /* drop what the commanding control queued */
+            }
             if (r < 0) {
                 snprintf(stop_note_buf, sizeof(stop_note_buf),
                          "vmsig: CMD_VM %s or its RUNSTATE event failed: %s",
@@ -700,10 +743,15 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
                 blog("%s", stop_note);
                 sv.n = 0;
             } else if (phase && i >= 0) {
-                sv.v[sv.n++] = (double)(t1 - t0) / 1e3;
+                sv.v[sv.n++] = (double)(obs.t_seen - t0) / 1e3;
                 sr.v[sr.n++] = (double)(t_reply - t0) / 1e3;
             }
         }
+    }
+    if (!vm_note) {
+        __atomic_store_n(&obs.quit, 1, __ATOMIC_RELEASE);
+        pthread_join(obs.th, NULL);
+        vmsig_client_close(obs.c);
     }
     if (qmp_running(&qm)) {
         qmp_cmd(&qm, "{\"execute\":\"stop\"}\n");
@@ -914,22 +962,15 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
         { .name = "vm.stop_event_us", .unit = "us", .vmsig = s_med(&sv), .vmsig_p99 = s_p99(&sv),
           .peer = "qmp", .peer_value = s_med(&sq), .peer_p99 = s_p99(&sq), .lower_better = 1,
           .target = "vmsig <= 1/5 of QMP (ratio >= 5)", .target_ratio = 5, .target_abs = NAN,
-          .note = vm_note ? vm_note : stop_note ? stop_note : "stop sent -> RUNSTATE paused / STOP event in hand",
+          .note = vm_note ? vm_note : stop_note ? stop_note : "stop sent -> RUNSTATE paused (seen by a second, observing control) / STOP event in hand",
           .samples_vmsig = sv.n, .samples_peer = sq.n,
           .extra_name = "vmsig_reply_us", .extra_value = s_med(&sr) },
-        { .name = "vm.event_delivery_us", .unit = "us", .vmsig = s_med(&dv), .vmsig_p99 = s_p99(&dv),
-          .peer = "qmp", .peer_value = s_med(&dq), .peer_p99 = s_p99(&dq), .lower_better = 1,
-          .target = NULL, .target_ratio = NAN, .target_abs = NAN,
-          .note = vm_note ? vm_note : stop_note ? stop_note :
-                  "the paused event's own timestamp (vmsig: ts_ns, QMP: timestamp) -> in the "
-                  "control's hands; QEMU's vm_stop itself is not in it",
-          .samples_vmsig = dv.n, .samples_peer = dq.n },
         { .name = "mem.read_gbps", .unit = "GB/s", .vmsig = rd_vmsig, .vmsig_p99 = NAN,
-          .peer = "memcpy", .peer_value = rd_memcpy, .peer_p99 = NAN, .target_ratio = NAN,
+          .peer = "memcpy", .peer_value = rd_memcpy, .peer_p99 = NAN, .target = "vmsig >= 0.8x memcpy", .target_ratio = 0.8,
           .target_abs = NAN, .note = mem_note ? mem_note : "memcpy is the ceiling",
           .samples_vmsig = map ? reps_read : 0, .samples_peer = reps_read },
         { .name = "mem.read_gbps", .unit = "GB/s", .vmsig = rd_vmsig, .vmsig_p99 = NAN,
-          .peer = "proc-pid-mem", .peer_value = rd_proc, .peer_p99 = NAN, .target_ratio = NAN,
+          .peer = "proc-pid-mem", .peer_value = rd_proc, .peer_p99 = NAN, .target = "vmsig >= 3x /proc/<pid>/mem", .target_ratio = 3,
           .target_abs = NAN, .note = mem_note,
           .samples_vmsig = map ? reps_read : 0, .samples_peer = reps_read },
         { .name = "mem.read_gbps", .unit = "GB/s", .vmsig = rd_vmsig, .vmsig_p99 = NAN,
@@ -937,7 +978,7 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
           .target_abs = NAN, .note = mem_note ? mem_note : gdb_note,
           .samples_vmsig = map ? reps_read : 0, .samples_peer = reps_slow + 1 },
         { .name = "mem.read_gbps", .unit = "GB/s", .vmsig = rd_vmsig, .vmsig_p99 = NAN,
-          .peer = "qmp-pmemsave", .peer_value = rd_pmem, .peer_p99 = NAN, .target_ratio = NAN,
+          .peer = "qmp-pmemsave", .peer_value = rd_pmem, .peer_p99 = NAN, .target = "vmsig >= 10x pmemsave", .target_ratio = 10,
           .target_abs = NAN, .note = mem_note ? mem_note : "pmemsave to a file in --tmp, then read it",
           .samples_vmsig = map ? reps_read : 0, .samples_peer = reps_slow },
         { .name = "mem.read_gbps", .unit = "GB/s", .vmsig = rd_vmsig, .vmsig_p99 = NAN,
@@ -946,7 +987,7 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
           .samples_vmsig = map ? reps_read : 0, .samples_peer = reps_slow + 1 },
         { .name = "mem.write8_rtt_us", .unit = "us", .vmsig = s_med(&w8v), .vmsig_p99 = s_p99(&w8v),
           .peer = "gdbstub", .peer_value = s_med(&w8g), .peer_p99 = s_p99(&w8g), .lower_better = 1,
-          .target_ratio = NAN, .target_abs = NAN, .note = memw_note,
+          .target = "no slower than gdbstub", .target_ratio = 1, .target_abs = NAN, .note = memw_note,
           .samples_vmsig = w8v.n, .samples_peer = w8g.n },
         { .name = "mem.write8_rtt_us", .unit = "us", .vmsig = s_med(&w8v), .vmsig_p99 = s_p99(&w8v),
           .peer = "proc-pid-mem", .peer_value = s_med(&w8p), .peer_p99 = s_p99(&w8p),
@@ -954,7 +995,7 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
           .samples_vmsig = w8v.n, .samples_peer = w8p.n },
         { .name = "mem.write4k_rtt_us", .unit = "us", .vmsig = s_med(&w4v), .vmsig_p99 = s_p99(&w4v),
           .peer = "gdbstub", .peer_value = s_med(&w4g), .peer_p99 = s_p99(&w4g), .lower_better = 1,
-          .target_ratio = NAN, .target_abs = NAN,
+          .target = "<= 1/5 of gdbstub", .target_ratio = 5, .target_abs = NAN,
           .note = memw_note ? memw_note : "gdbstub: 3 M packets (2032+2032+32 bytes, the 4 KiB packet buffer limit)",
           .samples_vmsig = w4v.n, .samples_peer = w4g.n },
         { .name = "mem.write4k_rtt_us", .unit = "us", .vmsig = s_med(&w4v), .vmsig_p99 = s_p99(&w4v),
@@ -964,7 +1005,7 @@ int bench_vm_main(const bench_opts *o, int argc, char **argv)
         { .name = "mem.write_bulk_gbps", .unit = "GB/s",
           .vmsig = nbulk_v ? stat_median(bulk_v, (size_t)nbulk_v) : NAN, .vmsig_p99 = NAN,
           .peer = "proc-pid-mem", .peer_value = stat_median(bulk_p, (size_t)reps_read),
-          .peer_p99 = NAN, .target_ratio = NAN, .target_abs = NAN,
+          .peer_p99 = NAN, .target = ">= 0.5x pwrite to /proc/<pid>/mem", .target_ratio = 0.5, .target_abs = NAN,
           .note = memw_note ? memw_note : bulk_note ? bulk_note : "1 MiB writes (CMD_MEMWRITE max) vs 1 MiB pwrite",
           .samples_vmsig = nbulk_v, .samples_peer = reps_read },
     };
