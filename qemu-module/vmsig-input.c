@@ -11,6 +11,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/qapi-types-ui.h"
+#include "qemu/timer.h"
 #include "sysemu/runstate.h"
 #include "ui/input.h"
 #include "vmsig-qemu.h"
@@ -22,6 +23,8 @@
  * would not fit in most of the queue.
  */
 #define VMSIG_TEXT_QUEUE_BUDGET 960
+/* qemu_input_event_send_key_delay(0): QEMU's default pause between keys */
+#define VMSIG_TEXT_KEY_DELAY_NS (10 * SCALE_MS)
 
 /* Key for a US-layout ASCII character; *shift set when Shift is needed. */
 static int vmsig_char_qcode(unsigned char c, bool *shift)
@@ -97,9 +100,14 @@ static int vmsig_char_qcode(unsigned char c, bool *shift)
  * sees each character whole and in order. Nothing is sent unless every
  * character has a key.
  */
+/* When the text typed last has left QEMU's key queue (QEMU_CLOCK_VIRTUAL
+ * ns): the queue is global, so this is too. */
+static int64_t vmsig_text_until;
+
 static int vmsig_input_text(const char *text, uint32_t len)
 {
     uint32_t i, entries = 0;
+    int64_t now;
     bool shift;
 
     for (i = 0; i < len; i++) {
@@ -111,6 +119,16 @@ static int vmsig_input_text(const char *text, uint32_t len)
     if (entries > VMSIG_TEXT_QUEUE_BUDGET) {
         return -E2BIG;
     }
+    /*
+     * QEMU's key queue is one for the whole machine (1024 entries) and
+     * drops what does not fit, silently, possibly a Shift release: text
+     * typed while earlier text is still queued is refused until it drained.
+     */
+    now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
+    if (now < vmsig_text_until) {
+        return -EAGAIN;
+    }
+    vmsig_text_until = now + (int64_t)len * VMSIG_TEXT_KEY_DELAY_NS;
     for (i = 0; i < len; i++) {
         QKeyCode q = vmsig_char_qcode(text[i], &shift);
 

@@ -48,7 +48,8 @@ uint64_t vmsig_mem_generation(VmsigMem *m);
  * CMD_INPUT (cmd->u.input; text in cmd->ool for VMSIG_INPUT_TEXT).
  * Returns 0, -EINVAL (unknown op, qcode or button out of range, text with a
  * character that has no key), -E2BIG (text longer than QEMU's input queue
- * holds), -EAGAIN (the VM is stopped: QEMU's input layer would drop it).
+ * holds), -EAGAIN (the VM is stopped: QEMU's input layer would drop it;
+ * or TEXT while the previous TEXT is still in QEMU's key queue).
  */
 int vmsig_input_command(const vmsig_event *cmd, vmsig_reply *reply);
 

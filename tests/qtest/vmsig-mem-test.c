@@ -687,6 +687,19 @@ static void test_input(void)
     qtest_clock_step(f.qts, 100 * 1000 * 1000);
     expect_bytes(f.qts, "");
 
+    /* text while earlier text is still in QEMU's (global) key queue would
+     * overflow it silently: refused until that text has been typed */
+    g_assert_cmpint(input(c, VMSIG_INPUT_TEXT, 0, 0, "ab"), ==, 0);
+    g_assert_cmpint(input(c, VMSIG_INPUT_TEXT, 0, 0, "c"), ==, -EAGAIN);
+    expect_bytes(f.qts, "1c f0 1c ");
+    qtest_clock_step(f.qts, 10 * 1000 * 1000);
+    expect_bytes(f.qts, "32 f0 32 ");
+    qtest_clock_step(f.qts, 10 * 1000 * 1000);
+    g_assert_cmpint(input(c, VMSIG_INPUT_TEXT, 0, 0, "c"), ==, 0);
+    expect_bytes(f.qts, "21 f0 21 ");
+    qtest_clock_step(f.qts, 100 * 1000 * 1000);
+    expect_bytes(f.qts, "");
+
     /* the mouse, once the guest enabled it: 0xd4 to the aux port, 0xf4 */
     qtest_outb(f.qts, 0x64, 0xd4);
     qtest_outb(f.qts, 0x60, 0xf4);
