@@ -83,7 +83,16 @@ static int send_inputs(const char *what, const vmsig_wire_input *in, unsigned n,
             continue;
         }
         for (unsigned k = 0; k < n && r == 0; k++) {
+            int64_t until = G.timeout_ms > 0 ? now_ms() + G.timeout_ms : -1;
             r = vmsig_client_input(h->c, h->ep, &in[k], in[k].op == VMSIG_INPUT_TEXT ? text : NULL);
+            /* Earlier text (ours or another control's) is still being typed:
+             * wait for it
+             * (about 10 ms of guest time a character), up to --timeout. */
+            while (r == -EAGAIN && in[k].op == VMSIG_INPUT_TEXT &&
+                   (until < 0 || now_ms() < until)) {
+                sleep_ms(20);
+                r = vmsig_client_input(h->c, h->ep, &in[k], text);
+            }
             /* Hold between a key's press and its release. */
             if (hold_ms && in[k].op == VMSIG_INPUT_KEY && in[k].value == 1 && k + 1 < n &&
                 in[k + 1].value == 0) {
@@ -185,17 +194,19 @@ int cmd_type(int argc, char **argv)
         free(text);
         return usage_error("type", "empty TEXT");
     }
-    /* One INPUT_TEXT per VMSIG_TEXT_MAX bytes. */
-    unsigned n = (unsigned)((len + VMSIG_TEXT_MAX - 1) / VMSIG_TEXT_MAX);
+    /* One INPUT_TEXT per TYPE_CHUNK bytes: QEMU's key queue holds about 100
+     * characters, and the server refuses a piece while the last is queued. */
+    enum { TYPE_CHUNK = 64 };
+    unsigned n = (unsigned)((len + TYPE_CHUNK - 1) / TYPE_CHUNK);
     vmsig_wire_input *in = calloc(n, sizeof(*in));
     if (!in) {
         free(text);
         return EX_OTHER;
     }
     for (unsigned k = 0; k < n; k++) {
-        size_t left = len - (size_t)k * VMSIG_TEXT_MAX;
+        size_t left = len - (size_t)k * TYPE_CHUNK;
         in[k] = (vmsig_wire_input){ .op = VMSIG_INPUT_TEXT,
-                                    .len = (uint32_t)(left < VMSIG_TEXT_MAX ? left : VMSIG_TEXT_MAX) };
+                                    .len = (uint32_t)(left < TYPE_CHUNK ? left : TYPE_CHUNK) };
     }
     char msg[64];
     snprintf(msg, sizeof(msg), "typed %zu character%s", len, len == 1 ? "" : "s");

@@ -578,8 +578,13 @@ int vmsig_client_memwrite(vmsig_client *c, uint32_t endpoint, uint64_t gpa,
 int vmsig_client_input(vmsig_client *c, uint32_t endpoint, const vmsig_wire_input *in,
                        const char *text)
 {
-    size_t tl = text ? strlen(text) : 0;
-    if (!in || tl > VMSIG_TEXT_MAX) {
+    if (!in) {
+        return -EINVAL;
+    }
+    /* in->len bytes of text when set (a piece of a longer string), else
+     * the whole NUL-terminated string */
+    size_t tl = !text ? 0 : in->len ? strnlen(text, in->len) : strlen(text);
+    if (tl > VMSIG_TEXT_MAX || (text && in->len && tl != in->len)) {
         return -EINVAL;
     }
     vmsig_event ev;

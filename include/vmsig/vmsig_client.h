@@ -107,6 +107,9 @@ int vmsig_client_acquire(vmsig_client *c, uint32_t endpoint, uint32_t cls);
 int vmsig_client_release(vmsig_client *c, uint32_t endpoint, uint32_t cls);
 int vmsig_client_memwrite(vmsig_client *c, uint32_t endpoint, uint64_t gpa,
                           const void *data, uint32_t len);
+/* INPUT_TEXT: text is sent as in->len bytes when in->len is set (a piece of
+ * a longer string; -EINVAL if the string is shorter), else the whole
+ * NUL-terminated string. Other ops: text NULL. */
 int vmsig_client_input(vmsig_client *c, uint32_t endpoint, const vmsig_wire_input *in,
                        const char *text);
 int vmsig_client_subscribe(vmsig_client *c, const vmsig_sub *sub);

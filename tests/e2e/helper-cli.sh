@@ -133,6 +133,9 @@ t_like "$T_OUT" "00100000: de ad be ef 01 02 03 04" "it reads guest RAM through 
 # --- input
 t_exit 0 "key" "$H" -s "$A" key a shift-b ret
 t_exit 0 "type" "$H" -s "$A" type "hello"
+long=$(printf 'the quick brown fox jumps over the lazy dog %.0s' 1 2 3 4 5)
+t_exit 0 "type a text longer than QEMU's key queue holds (sent in pieces)" "$H" -s "$A" type "$long"
+t_like "$T_OUT" "typed 220 characters" "all of it typed"
 t_exit 0 "mouse move" "$H" -s "$A" mouse move 10 -5
 t_exit 0 "mouse click" "$H" -s "$A" mouse click right
 t_exit 1 "unknown qcode is a usage error" "$H" -s "$A" key notakey
