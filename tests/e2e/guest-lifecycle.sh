@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # e2e: SEAM events that only a real guest can cause. The guest (scripts/guest)
 # takes a command from its mailbox: suspend to RAM (SUSPEND, then vmsig
-# wakeup -> WAKEUP), reboot (RESET caused by the guest), power off (SHUTDOWN
-# caused by the guest; QEMU exits and the control is told).
+# wakeup -> WAKEUP), reboot (RESET caused by the guest), panic (pvpanic:
+# RUNSTATE guest-panicked; vmsig reset + cont bring it back), power off
+# (SHUTDOWN caused by the guest; QEMU exits and the control is told).
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib.sh"
 . "$VMSIG_ROOT/scripts/vm.sh"
@@ -15,7 +16,8 @@ watch_pid=
 trap '[ -n "$watch_pid" ] && kill $watch_pid 2>/dev/null; vm_kill; rm -rf "$work"' EXIT
 echo "uid:$(id -u) endpoints=0 caps=all" >"$work/grants"
 
-VM_REBOOT=1 vm_start "$work" -object "vmsig,id=vs0,path=$work/vmsig.sock,grants=$work/grants"
+VM_REBOOT=1 vm_start "$work" -object "vmsig,id=vs0,path=$work/vmsig.sock,grants=$work/grants" \
+	-device pvpanic -action panic=pause
 export VMSIG_SOCKET=$VM_SOCK
 "$H" --json watch --live >"$work/ev" 2>"$work/watch.err" &
 watch_pid=$!
@@ -46,6 +48,14 @@ t_ok "RESET caused by the guest (guest-reset)" \
 	wait_event '"kind":"RESET".*"cause":"guest-reset","guest":true' 60
 t_ok "the guest boots again after its reset" \
 	bash -c "for i in \$(seq 600); do [ \$(grep -c 'vmsig-guest: ready' '$VM_CONSOLE') -ge 2 ] && exit 0; sleep 0.2; done; exit 1"
+
+t_ok "command the guest to panic" guest_cmd 04
+t_ok "RUNSTATE guest-panicked (pvpanic)" wait_event '"kind":"RUNSTATE".*"state":"guest-panicked"' 60
+t_like "$("$H" --json status)" '"state":"guest-panicked"' "status says guest-panicked"
+t_exit 0 "vmsig-helper reset" "$H" reset
+t_exit 0 "vmsig-helper cont" "$H" cont
+t_ok "the guest boots again after the panic" \
+	bash -c "for i in \$(seq 600); do [ \$(grep -c 'vmsig-guest: ready' '$VM_CONSOLE') -ge 3 ] && exit 0; sleep 0.2; done; exit 1"
 
 t_ok "command the guest to power off" guest_cmd 02
 t_ok "SHUTDOWN caused by the guest (guest-shutdown)" \
