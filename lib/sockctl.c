@@ -418,6 +418,11 @@ static void handshake(sockconn *c, const vmsig_wire_frame *f)
     c->ctl = ctl;
     disarm_timer(c);
     vmsig__wire_reader_expect(c->rd, 0); /* every client kind from now on */
+    if (!(vmsig_control_grant(ctl)->caps & VMSIG_CAP_MEMWRITE)) {
+        /* Only MEMWRITE needs a large frame: without it, a control cannot
+         * make the server buffer more than the largest other command. */
+        vmsig__wire_reader_max_len(c->rd, (uint32_t)sizeof(vmsig_wire_input) + VMSIG_TEXT_MAX);
+    }
 
     vmsig_sub eff = vmsig_control_sub(ctl);
     const vmsig_grant *cg = vmsig_control_grant(ctl);

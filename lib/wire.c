@@ -250,6 +250,7 @@ struct vmsig_wire_reader {
     unsigned dir;
     int fds_ok;           /* some kind of this direction carries fds */
     uint16_t expect;      /* the only kind taken now; 0 = any of the direction */
+    uint32_t max_len;     /* largest payload taken now; 0 = VMSIG_WIRE_MAX_PAYLOAD */
     uint8_t *buf;
     size_t cap, off, len; /* buf[off..len) is unparsed */
     uint64_t base;        /* stream offset of buf[0] */
@@ -293,6 +294,11 @@ vmsig_wire_reader *vmsig__wire_reader_new(unsigned dir)
 void vmsig__wire_reader_expect(vmsig_wire_reader *r, uint16_t kind)
 {
     r->expect = kind;
+}
+
+void vmsig__wire_reader_max_len(vmsig_wire_reader *r, uint32_t max_len)
+{
+    r->max_len = max_len;
 }
 
 void vmsig__wire_reader_free(vmsig_wire_reader *r)
@@ -479,6 +485,13 @@ int vmsig__wire_reader_next(vmsig_wire_reader *r, vmsig_wire_frame *f)
         snprintf(r->err, sizeof(r->err), "expected %s first, got %s (0x%04x)", want,
                  vmsig_kind_name(h.kind), h.kind);
         return -EPROTO;
+    }
+    if (r->max_len && h.len > r->max_len) {
+        /* Refused from the header, like the limit for everyone. */
+        snprintf(r->err, sizeof(r->err),
+                 "%s frame of %u payload bytes; this connection takes at most %u",
+                 vmsig_kind_name(h.kind), h.len, r->max_len);
+        return -EMSGSIZE;
     }
     size_t need = sizeof(h) + h.len;
     if (r->len - r->off < need) {

@@ -91,6 +91,14 @@ vmsig_wire_reader *vmsig__wire_reader_new(unsigned dir);
  * vmsig__wire_check_hdr), before any of its payload is buffered.
  */
 void vmsig__wire_reader_expect(vmsig_wire_reader *r, uint16_t kind);
+
+/*
+ * Take only payloads of at most max_len bytes from now on (0: up to
+ * VMSIG_WIRE_MAX_PAYLOAD, the default); a larger one is refused with
+ * -EMSGSIZE as soon as its header is in. The server lowers it for a control
+ * whose grant cannot use a large frame (no MEMWRITE).
+ */
+void vmsig__wire_reader_max_len(vmsig_wire_reader *r, uint32_t max_len);
 /* Closes every fd it still holds. NULL is a no-op. */
 void vmsig__wire_reader_free(vmsig_wire_reader *r);
 

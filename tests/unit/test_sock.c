@@ -1102,6 +1102,37 @@ static void test_big_frame_before_hello(fx *f, gconstpointer d)
     witness_ok(f);
 }
 
+/* A control whose grant has no MEMWRITE cannot make the server buffer a
+ * large frame: refused from the header; a small MEMWRITE is just EPERM. */
+static void test_big_frame_without_memwrite(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_attach(f, &p, "observer");
+    g_assert_false(p.welcome.caps & VMSIG_CAP_MEMWRITE);
+    uint8_t small[sizeof(vmsig_wire_memwrite) + 8] = { 0 };
+    vmsig_wire_memwrite mw = { .gpa = 0x1000, .len = 8 };
+    memcpy(small, &mw, sizeof(mw));
+    g_assert_cmpint(peer_call(f, &p, VMSIG_CMD_MEMWRITE, 0, small, sizeof(small), 3), ==, -EPERM);
+    vmsig_wire_hdr h = { .kind = VMSIG_CMD_MEMWRITE, .id = 4,
+                         .len = sizeof(vmsig_wire_memwrite) + 65536 };
+    peer_write(f, &p, &h, sizeof(h), NULL, 0); /* the header only, never the payload */
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    for (;;) {
+        g_assert_cmpint(peer_wait(f, &p, &fr, pl, 1000), ==, 1);
+        if (fr.hdr.kind == VMSIG_MSG_BYE) {
+            break;
+        }
+    }
+    g_assert_cmpint(fr.hdr.status, ==, -EMSGSIZE);
+    vmsig_wire_bye bye;
+    memcpy(&bye, pl, sizeof(bye));
+    bye.text[sizeof(bye.text) - 1] = '\0';
+    g_assert_nonnull(strstr(bye.text, "takes at most"));
+    peer_close(&p);
+    witness_ok(f);
+}
+
 static int ro_reopen(int fd)
 {
     char path[64];
@@ -1284,6 +1315,7 @@ int main(int argc, char **argv)
     T("close-mid-frame", test_close_midframe);
     T("cycles-1000", test_cycles);
     T("out-of-fds", test_out_of_fds);
+    T("big-frame-without-memwrite", test_big_frame_without_memwrite);
     T("out-of-fds-no-spare", test_out_of_fds_no_spare);
     T("fds-before-hello", test_fds_before_hello);
     T("big-frame-before-hello", test_big_frame_before_hello);
