@@ -358,17 +358,17 @@ static void vmsig_mem_commit(MemoryListener *l)
     m->cur = m->collect;
     m->collect = tmp;
     g_array_set_size(m->collect, 0);
-    if (m->have_cur && m->cur->len == 0) {
+    m->have_cur = true;
+    if (m->cur->len == 0) {
         /*
-         * No RAM at all happens only while QEMU tears the machine down
-         * (user_creatable_cleanup deletes the memory backends): MEMWRITE
-         * now finds no RAM, but a map nobody can use is not published.
+         * No RAM at all: before the machine maps its RAM (-object runs
+         * first) and while QEMU tears it down. MEMWRITE finds no RAM, but
+         * a map nobody can use is not published.
          */
         vmsig_pending_free(m->pending);
         m->pending = NULL;
         return;
     }
-    m->have_cur = true;
 
     /*
      * Open the read-only fds now: a block removed by this transaction may

@@ -42,11 +42,7 @@
 #include "sysemu/runstate.h"
 #include "sysemu/sysemu.h"
 #include "vmsig/vmsig_core.h"
-#ifdef VMSIG_HAVE_MEM
 #include "vmsig-qemu.h"
-#else
-typedef struct VmsigMem VmsigMem;
-#endif
 
 /* Our wire numbers are QEMU's QAPI enums, so values pass through as is. */
 _Static_assert(RUN_STATE_DEBUG == VMSIG_RS_DEBUG, "RunState order");
@@ -85,6 +81,7 @@ struct VmsigState {
     uint32_t queue_limit;
     uint32_t handshake_timeout;
     uint32_t max_controls;
+    bool log_events;
 
     bool completed;
 
@@ -92,6 +89,7 @@ struct VmsigState {
     vmsig_grants *grant_table;      /* borrowed by the core's listener */
     vmsig_core *core;
     VmsigMem *mem;
+    vmsig_inproc *log;              /* log-events: the in-process control */
     VMChangeStateEntry *vmse;
     Notifier qapi_event;            /* QAPI events -> SEAM */
     RunState last_rs;               /* state in the last RUNSTATE published */
@@ -202,6 +200,20 @@ static void vmsig_set_policy(Object *obj, const char *value, Error **errp)
     if (vmsig_check_mutable(s, "policy", errp)) {
         g_free(s->policy);
         s->policy = g_strdup(value);
+    }
+}
+
+static bool vmsig_get_log_events(Object *obj, Error **errp)
+{
+    return VMSIG(obj)->log_events;
+}
+
+static void vmsig_set_log_events(Object *obj, bool value, Error **errp)
+{
+    VmsigState *s = VMSIG(obj);
+
+    if (vmsig_check_mutable(s, "log-events", errp)) {
+        s->log_events = value;
     }
 }
 
@@ -447,12 +459,10 @@ static int vmsig_run_command(VmsigState *s, const vmsig_event *cmd,
             return -EINVAL;
         }
         break;
-#ifdef VMSIG_HAVE_MEM
     case VMSIG_CMD_MEMWRITE:
         return s->mem ? vmsig_mem_write(s->mem, cmd, reply) : -ENODEV;
     case VMSIG_CMD_INPUT:
         return vmsig_input_command(cmd, reply);
-#endif
     default:
         return -ENOSYS;
     }
@@ -494,10 +504,10 @@ static void vmsig_teardown(VmsigState *s)
         qemu_del_vm_change_state_handler(s->vmse);
         s->vmse = NULL;
     }
-#ifdef VMSIG_HAVE_MEM
+    vmsig_inproc_free(s->log); /* before the core it is attached to */
+    s->log = NULL;
     vmsig_mem_free(s->mem);
     s->mem = NULL;
-#endif
     if (s->core) {
         qemu_set_fd_handler(vmsig_core_fd(s->core), NULL, NULL, NULL);
         /* controls get BYE(-ESHUTDOWN); the socket file goes */
@@ -551,6 +561,95 @@ static vmsig_grants *vmsig_load_grants(VmsigState *s, Error **errp)
     return t;
 }
 
+/* ---- in-process controls ---- */
+
+vmsig_core *vmsig_object_core(const char *id, Error **errp)
+{
+    Object *obj = object_resolve_path_component(object_get_objects_root(), id);
+    VmsigState *s = obj ? (VmsigState *)object_dynamic_cast(obj, TYPE_VMSIG) : NULL;
+
+    if (!s) {
+        error_setg(errp, "vmsig: no vmsig object with id '%s'", id);
+        return NULL;
+    }
+    if (!s->core) {
+        error_setg(errp, "vmsig: object '%s' is not running", id);
+        return NULL;
+    }
+    return s->core;
+}
+
+/* log-events: one line on QEMU's log per event, from an in-process control
+ * attached exactly as other code in QEMU would attach one. */
+static int vmsig_log_event(void *opaque, const vmsig_event *ev)
+{
+    VmsigState *s = opaque;
+    const char *id = object_get_canonical_path_component(OBJECT(s));
+    const char *snap = ev->flags & VMSIG_F_SNAPSHOT ? " (snapshot)" : "";
+
+    switch (ev->kind) {
+    case VMSIG_EV_MEMWRITE_DONE:
+        info_report("vmsig %s: seq=%" PRIu64 " memwrite-done gpa=0x%" PRIx64
+                    " len=%" PRIu64 " writer=%u gen=%" PRIu64, id, ev->seq,
+                    ev->u.memdone.gpa, ev->u.memdone.len, ev->u.memdone.writer,
+                    ev->u.memdone.generation);
+        break;
+    case VMSIG_EV_ARB:
+        info_report("vmsig %s: seq=%" PRIu64 " arb %s what=%u owner=%u by=%u",
+                    id, ev->seq, vmsig_class_name(ev->u.arb.cls),
+                    ev->u.arb.what, ev->u.arb.owner, ev->u.arb.by);
+        break;
+    default:
+        info_report("vmsig %s: seq=%" PRIu64 " %s %s cause=%s%s", id, ev->seq,
+                    vmsig_kind_name(ev->kind),
+                    vmsig_runstate_name(ev->u.seam.state),
+                    vmsig_cause_name(ev->u.seam.cause), snap);
+        break;
+    }
+    return 0;
+}
+
+static int vmsig_log_memctx(void *opaque, const vmsig_event *ev,
+                            const int *fds, unsigned nfds)
+{
+    VmsigState *s = opaque;
+
+    info_report("vmsig %s: seq=%" PRIu64 " memctx gen=%" PRIu64 " segs=%u "
+                "fds=%u status=%d%s", object_get_canonical_path_component(OBJECT(s)),
+                ev->seq, ev->u.memctx.generation, ev->u.memctx.nseg, nfds,
+                ev->u.memctx.status,
+                ev->flags & VMSIG_F_SNAPSHOT ? " (snapshot)" : "");
+    return 0;
+}
+
+static bool vmsig_log_start(VmsigState *s, Error **errp)
+{
+    vmsig_inproc_cfg cfg = {
+        .on_event = vmsig_log_event,
+        .on_memctx = vmsig_log_memctx,
+        .opaque = s,
+        .sub = { .source_mask = VMSIG_SRC_ALL, .endpoint_mask = 1ull << s->endpoint },
+    };
+    vmsig_grant g = {
+        .principal = getuid(),
+        .endpoint_mask = 1ull << s->endpoint,
+        .caps = VMSIG_CAP_OBSERVE | VMSIG_CAP_MEMCTX, /* it only watches */
+    };
+    vmsig_core *core = vmsig_object_core(
+        object_get_canonical_path_component(OBJECT(s)), errp);
+    int err = 0;
+
+    if (!core) {
+        return false;
+    }
+    s->log = vmsig_inproc_new(core, &cfg, &g, &err);
+    if (!s->log) {
+        error_setg(errp, "vmsig: cannot attach the event log: %s", strerror(-err));
+        return false;
+    }
+    return true;
+}
+
 static bool vmsig_start(VmsigState *s, Error **errp)
 {
     vmsig_core_config cfg = {
@@ -600,13 +699,11 @@ static bool vmsig_start(VmsigState *s, Error **errp)
     qemu_add_exit_notifier(&s->exit);
     s->notifiers_added = true;
 
-#ifdef VMSIG_HAVE_MEM
     s->mem = vmsig_mem_new(s->core, s->endpoint, errp);
     if (!s->mem) {
         return false;
     }
-#endif
-    return true;
+    return !s->log_events || vmsig_log_start(s, errp);
 }
 
 static void vmsig_complete(UserCreatable *uc, Error **errp)
@@ -660,6 +757,11 @@ static void vmsig_class_init(ObjectClass *oc, void *data)
     object_property_set_default_str(op, "deny");
     object_class_property_set_description(oc, "policy",
         "Arbitration policy: deny, preempt or priority");
+    op = object_class_property_add_bool(oc, "log-events", vmsig_get_log_events,
+                                        vmsig_set_log_events);
+    object_property_set_default_bool(op, false);
+    object_class_property_set_description(oc, "log-events",
+        "Write every event to QEMU's log through an in-process control");
 
     for (i = 0; i < ARRAY_SIZE(vmsig_uint_options); i++) {
         const VmsigUintOption *o = &vmsig_uint_options[i];

@@ -20,6 +20,17 @@
 typedef struct VmsigMem VmsigMem;
 
 /*
+ * The core of the vmsig object `id` (under /objects), for other code in
+ * QEMU that attaches an in-process control to it with the C API
+ * (vmsig_inproc_new in vmsig_core.h) -- the same seam socket controls use.
+ * Borrowed: valid until the object is deleted; its in-process controls are
+ * then detached (vmsig_inproc_send returns -EPIPE) and their owners still
+ * free them. NULL with errp set when there is no such running object.
+ * log-events=on attaches one this way (vmsig-obj.c, vmsig_log_start).
+ */
+vmsig_core *vmsig_object_core(const char *id, Error **errp);
+
+/*
  * Start following the system address space for `endpoint`: registers a
  * MemoryListener and publishes a MEMCTX (vmsig_core_publish_memctx) once per
  * commit that changes the RAM map, with a new generation. When guest RAM is
