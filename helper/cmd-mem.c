@@ -274,7 +274,16 @@ static int dump_one(hconn *h, const char *file, int have_range, uint64_t gpa, ui
     for (unsigned i = 0; i < nseg; i++) {
         total += segs[i].size;
     }
-    int fd = strcmp(file, "-") ? open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : 1;
+    /* Note whether we create the file: only then is it ours to remove on
+     * failure (never an existing file, a device or a FIFO). */
+    int created = 0, fd = 1;
+    if (strcmp(file, "-")) {
+        fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        created = fd >= 0;
+        if (fd < 0 && errno == EEXIST) {
+            fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        }
+    }
     int show = isatty(2) && !G.quiet && fd != 1, last = -1;
     rc = EX_OK;
     if (fd < 0) {
@@ -284,7 +293,8 @@ static int dump_one(hconn *h, const char *file, int have_range, uint64_t gpa, ui
     for (unsigned i = 0; i < nseg && rc == EX_OK; i++) {
         for (uint64_t off = 0; off < segs[i].size && rc == EX_OK; off += CHUNK) {
             if (g_stop) {
-                errmsg(h, "dump: interrupted; %s is incomplete", file);
+                errmsg(h, "dump: interrupted; %s %s", file,
+                       created ? "removed" : "is incomplete");
                 rc = EX_OTHER;
                 break;
             }
@@ -317,6 +327,9 @@ static int dump_one(hconn *h, const char *file, int have_range, uint64_t gpa, ui
     if (fd > 1 && close(fd) < 0 && rc == EX_OK) {
         errmsg(h, "dump: closing %s: %s", file, strerror(errno));
         rc = EX_OTHER;
+    }
+    if (rc != EX_OK && created && unlink(file) < 0) {
+        errmsg(h, "dump: removing %s: %s", file, strerror(errno));
     }
     if (rc == EX_OK) {
         if (G.json) {

@@ -104,14 +104,15 @@ int cmd_simple(int argc, char **argv)
         }
         vmsig_event cmd = { .dir = VMSIG_DIR_DOWN, .kind = sc->kind, .endpoint = h->ep };
         cmd.u.cmd.op = sc->op;
-        int r = vmsig_client_call(h->c, &cmd, NULL, G.timeout_ms);
+        vmsig_reply rep = { 0 };
+        int r = vmsig_client_call(h->c, &cmd, &rep, G.timeout_ms);
         if (r == -EPIPE && sc->kind == VMSIG_CMD_POWER && sc->op == VMSIG_PWR_QUIT) {
             /* QEMU may close before its reply: that is the quit we asked for. */
             h->gone = 1;
             r = 0;
         }
         if (r < 0) {
-            fail(h, r, sc->name, sc->cap, sc->cls);
+            fail_reply(h, r, sc->name, sc->cap, sc->cls, &rep);
             continue;
         }
         done(h, sc->name, sc->done);

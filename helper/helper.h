@@ -87,6 +87,10 @@ void note(const hconn *h, const char *fmt, ...) __attribute__((format(printf, 2,
  * In --json mode a {"ok":false,...} object goes to stdout as well.
  */
 int fail(hconn *h, int err, const char *what, uint32_t need, uint32_t cls);
+/* fail() for a command's reply: a NUL-terminated text body (the VM side's
+ * explanation, e.g. QEMU's error) is appended in parentheses. */
+int fail_reply(hconn *h, int err, const char *what, uint32_t need, uint32_t cls,
+               const vmsig_reply *rep);
 /* Success of a one-shot command: a confirmation (unless -q) or a JSON object. */
 void done(hconn *h, const char *what, const char *text);
 

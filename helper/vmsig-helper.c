@@ -70,9 +70,10 @@ const hcmd helper_cmds[] = {
       "subscriber then sees MEMWRITE_DONE. Needs MEMWRITE; class memwrite.\n" },
     { "key", cmd_key, "key [--hold-time MS] QCODE...", "press+release keys by qcode name",
       "Press and release keys by QEMU qcode name (a, ret, shift, f1, kp_add, ...;\n"
-      "aliases enter, space, escape, backspace). A combo like ctrl-alt-delete\n"
-      "presses every key in order, then releases them in reverse. Each argument is\n"
-      "one press+release. --hold-time waits MS between press and release.\n"
+      "aliases enter, return, space, escape, del, control, win, super, pageup,\n"
+      "pagedown, capslock). A combo like ctrl-alt-delete presses every key in\n"
+      "order, then releases them in reverse. Each argument is one press+release.\n"
+      "--hold-time waits MS between press and release.\n"
       "`key --list` prints the qcode table. Needs INPUT; class input.\n" },
     { "type", cmd_type, "type TEXT...", "type US-ASCII text",
       "Type US-ASCII text (CMD_INPUT text; arguments joined by spaces).\n"
@@ -137,7 +138,8 @@ static void usage(FILE *f)
         "                      the grant allows\n"
         "      --token TOKEN   identify with a token instead of the uid\n"
         "      --json          JSON output, one object per line\n"
-        "      --timeout MS    connect, reply and MEMCTX wait limit (default 5000)\n"
+        "      --timeout MS    connect, reply and MEMCTX wait limit (default 5000;\n"
+        "                      0 = no limit)\n"
         "  -q, --quiet         no confirmations, notes or progress\n"
         "  -h, --help          this text\n"
         "\n"
@@ -150,7 +152,8 @@ static void usage(FILE *f)
         }
     }
     fprintf(f,
-        "\nNumbers are decimal or 0x hex; sizes take K/M/G suffixes (1024-based).\n\n%s",
+        "\nNumbers are decimal or 0x hex; sizes take K/M/G/T suffixes (1024-based;\n"
+        "KiB/MiB/GiB/TiB and KB/MB/... forms too).\n\n%s",
         exit_codes_help);
 }
 
@@ -253,6 +256,12 @@ static void json_fail(hconn *h, const char *what, int rc, const char *msg)
 
 int fail(hconn *h, int err, const char *what, uint32_t need, uint32_t cls)
 {
+    return fail_reply(h, err, what, need, cls, NULL);
+}
+
+int fail_reply(hconn *h, int err, const char *what, uint32_t need, uint32_t cls,
+               const vmsig_reply *rep)
+{
     char msg[512];
     int rc;
     const vmsig_wire_welcome *w = h->w;
@@ -316,6 +325,12 @@ int fail(hconn *h, int err, const char *what, uint32_t need, uint32_t cls)
         snprintf(msg, sizeof(msg), "%s: %s", what, strerror(err < 0 ? -err : err));
         break;
     }
+    /* The VM side's explanation (QEMU's error text), if the body is one. */
+    if (rep && rep->status < 0 && rep->len > 1 && rep->len <= sizeof(rep->body) &&
+        memchr(rep->body, 0, rep->len)) {
+        size_t n = strlen(msg);
+        snprintf(msg + n, sizeof(msg) - n, " (%s)", (const char *)rep->body);
+    }
     /* Keep the context for grant/busy/gone too, for logs of several commands. */
     if (rc != EX_OTHER) {
         errmsg(h, "%s: %s", what, msg);
@@ -361,8 +376,8 @@ unsigned connect_all(uint32_t source_mask)
              * grant); the endpoint is picked from the grant after WELCOME. */
             .sub = { .source_mask = source_mask,
                      .endpoint_mask = G.has_ep ? 1ull << G.ep : ~0ull },
-            /* --timeout 0 (no limit) is a day here: the config has no "forever". */
-            .timeout_ms = G.timeout_ms < 0 ? 86400000 : G.timeout_ms,
+            /* --timeout 0 is -1 here: no limit (the config's < 0). */
+            .timeout_ms = G.timeout_ms,
         };
         int err = 0;
         h->ep = G.has_ep ? G.ep : 0;

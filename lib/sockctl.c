@@ -418,10 +418,12 @@ static void handshake(sockconn *c, const vmsig_wire_frame *f)
     c->ctl = ctl;
     disarm_timer(c);
     vmsig__wire_reader_expect(c->rd, 0); /* every client kind from now on */
+    uint32_t max_payload = VMSIG_WIRE_MAX_PAYLOAD;
     if (!(vmsig_control_grant(ctl)->caps & VMSIG_CAP_MEMWRITE)) {
         /* Only MEMWRITE needs a large frame: without it, a control cannot
          * make the server buffer more than the largest other command. */
-        vmsig__wire_reader_max_len(c->rd, (uint32_t)sizeof(vmsig_wire_input) + VMSIG_TEXT_MAX);
+        max_payload = (uint32_t)sizeof(vmsig_wire_input) + VMSIG_TEXT_MAX;
+        vmsig__wire_reader_max_len(c->rd, max_payload);
     }
 
     vmsig_sub eff = vmsig_control_sub(ctl);
@@ -433,7 +435,7 @@ static void handshake(sockconn *c, const vmsig_wire_frame *f)
         .caps = cg->caps,
         .priority = cg->priority,
         .sub = { .source_mask = eff.source_mask, .endpoint_mask = eff.endpoint_mask },
-        .max_payload = VMSIG_WIRE_MAX_PAYLOAD,
+        .max_payload = max_payload, /* what this connection may send */
         .max_fds = VMSIG_WIRE_MAX_FDS,
         .queue_limit = c->queue_limit,
     };

@@ -26,7 +26,7 @@
 #define VMSIG_WIRE_MAX_PAYLOAD   ((1u << 20) + 4096u) /* largest payload after the header */
 #define VMSIG_WIRE_MAX_FDS       16u                /* fds on one frame */
 #define VMSIG_MEMWRITE_MAX       (1u << 20)         /* bytes in one CMD_MEMWRITE */
-#define VMSIG_TEXT_MAX           1024u              /* bytes of INPUT text / BYE text */
+#define VMSIG_TEXT_MAX           1024u              /* bytes of INPUT text */
 #define VMSIG_MEMCTX_MAX_SEGS    64u                /* segments in one MEMCTX map */
 #define VMSIG_TOKEN_MAX          64u                /* token bytes in HELLO, NUL padded */
 #define VMSIG_ENDPOINT_MAX       64u                /* endpoints are 0..63 */
@@ -107,7 +107,7 @@ typedef struct vmsig_wire_welcome {
     uint32_t caps;           /* grant: VMSIG_CAP_* */
     int32_t  priority;       /* grant: used by the priority policy */
     vmsig_wire_sub sub;      /* effective subscription (requested & grant) */
-    uint32_t max_payload;    /* VMSIG_WIRE_MAX_PAYLOAD */
+    uint32_t max_payload;    /* VMSIG_WIRE_MAX_PAYLOAD; 1040 without CAP_MEMWRITE */
     uint32_t max_fds;        /* VMSIG_WIRE_MAX_FDS */
     uint32_t queue_limit;    /* frames queued for us before coalescing/BYE */
     uint32_t reserved;       /* 0 */

@@ -1109,6 +1109,7 @@ static void test_big_frame_without_memwrite(fx *f, gconstpointer d)
     peer p;
     peer_attach(f, &p, "observer");
     g_assert_false(p.welcome.caps & VMSIG_CAP_MEMWRITE);
+    g_assert_cmpuint(p.welcome.max_payload, ==, 1040); /* sizeof(vmsig_wire_input) + VMSIG_TEXT_MAX */
     uint8_t small[sizeof(vmsig_wire_memwrite) + 8] = { 0 };
     vmsig_wire_memwrite mw = { .gpa = 0x1000, .len = 8 };
     memcpy(small, &mw, sizeof(mw));
