@@ -212,13 +212,9 @@ int cmd_read(int argc, char **argv)
 
 /* ---- dump ---- */
 
-static int seg_cmp(const void *a, const void *b)
-{
-    const vmsig_wire_memseg *x = a, *y = b;
-    return x->gpa < y->gpa ? -1 : x->gpa > y->gpa;
-}
 
 /* The map's segments sorted by GPA (malloc'ed). */
+/* A copy of the map's segments (ascending GPA, as vmsig_memmap_seg gives them). */
 static vmsig_wire_memseg *sorted_segs(const vmsig_memmap *map, unsigned *n)
 {
     *n = vmsig_memmap_nseg(map);
@@ -229,7 +225,6 @@ static vmsig_wire_memseg *sorted_segs(const vmsig_memmap *map, unsigned *n)
     for (unsigned i = 0; i < *n; i++) {
         s[i] = *vmsig_memmap_seg(map, i);
     }
-    qsort(s, *n, sizeof(*s), seg_cmp);
     return s;
 }
 

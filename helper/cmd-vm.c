@@ -136,7 +136,7 @@ static int release_one(hconn *h, uint32_t cls, int quiet_enoent)
         return EX_OTHER;
     }
     if (r < 0) {
-        return fail(h, r, "release", class_cap(cls), cls);
+        return fail(h, r, "release", vmsig_class_caps(cls), cls);
     }
     return 0;
 }
@@ -238,7 +238,7 @@ int cmd_acquire(int argc, char **argv)
         }
         int r = vmsig_client_acquire(h->c, h->ep, cls);
         if (r < 0) {
-            fail(h, r, "acquire", class_cap(cls), cls);
+            fail(h, r, "acquire", vmsig_class_caps(cls), cls);
             /* No --then command without ownership on this VM. */
             vmsig_client_close(h->c);
             h->c = NULL;

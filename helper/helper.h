@@ -107,7 +107,6 @@ char *join_args(int argc, char **argv);
 uint32_t class_by_name(const char *s);
 const char *class_label(uint32_t cls);
 /* The capability a class's commands need. */
-uint32_t class_cap(uint32_t cls);
 /* "OBSERVE,VM,MEMCTX" for a caps mask (static buffer). */
 const char *caps_string(uint32_t caps);
 /* "256MiB", "1.5GiB" (static buffer, rotates over 4). */

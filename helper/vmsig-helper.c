@@ -596,16 +596,6 @@ const char *class_label(uint32_t cls)
     return cls < VMSIG_CLASS__COUNT && class_names[cls] ? class_names[cls] : "unknown";
 }
 
-uint32_t class_cap(uint32_t cls)
-{
-    switch (cls) {
-    case VMSIG_CLASS_INPUT: return VMSIG_CAP_INPUT;
-    case VMSIG_CLASS_RUN: return VMSIG_CAP_VM | VMSIG_CAP_LIFECYCLE;
-    case VMSIG_CLASS_POWER: return VMSIG_CAP_POWER;
-    case VMSIG_CLASS_MEMWRITE: return VMSIG_CAP_MEMWRITE;
-    }
-    return 0;
-}
 
 const char *caps_string(uint32_t caps)
 {

@@ -718,16 +718,16 @@ static void release_slots(vmsig_control *c)
     }
 }
 
-static const char *why_text(int why)
+const char *vmsig__why_text(int why)
 {
     switch (why) {
     case 0:           return "detached";
-    case -ENOBUFS:    return "slow reader: queue full";
-    case -EPIPE:      return "peer gone";
-    case -ESHUTDOWN:  return "core shutting down";
+    case -ENOBUFS:    return "slow reader: event queue full";
+    case -EPIPE:      return "peer closed";
+    case -ESHUTDOWN:  return "server shutting down";
     case -EPROTO:     return "protocol error";
     case -ETIMEDOUT:  return "handshake timed out";
-    default:          return "detached with an error";
+    default:          return strerror(-why);
     }
 }
 
@@ -748,7 +748,7 @@ void vmsig_control_detach(vmsig_control *c, int why)
     /* A control that dies during attach never existed for its owner. */
     if (!c->attaching) {
         if (core->cfg.on_detach) {
-            core->cfg.on_detach(core->cfg.log_opaque, &c->grant, why, why_text(why));
+            core->cfg.on_detach(core->cfg.log_opaque, &c->grant, why, vmsig__why_text(why));
         }
         if (c->ops.detach) {
             c->ops.detach(c->opaque, why);
@@ -798,7 +798,8 @@ static int input_check(const vmsig_event *cmd)
     if (in->op != VMSIG_INPUT_TEXT) {
         return in->len == 0 ? 0 : -EINVAL;
     }
-    if (in->len > VMSIG_TEXT_MAX || cmd->ool_len != in->len || (in->len && !cmd->ool)) {
+    /* TEXT carries 1..VMSIG_TEXT_MAX bytes */
+    if (in->len == 0 || in->len > VMSIG_TEXT_MAX || cmd->ool_len != in->len || !cmd->ool) {
         return -EINVAL;
     }
     return 0;
@@ -842,18 +843,6 @@ static int cmd_check_shape(const vmsig_event *cmd)
     }
 }
 
-/* Capabilities of a class; any one of them lets a control acquire it. */
-static uint32_t class_caps(uint32_t cls)
-{
-    switch (cls) {
-    case VMSIG_CLASS_INPUT:    return VMSIG_CAP_INPUT;
-    case VMSIG_CLASS_RUN:      return VMSIG_CAP_VM | VMSIG_CAP_LIFECYCLE;
-    case VMSIG_CLASS_POWER:    return VMSIG_CAP_POWER;
-    case VMSIG_CLASS_MEMWRITE: return VMSIG_CAP_MEMWRITE;
-    default:                   return 0;
-    }
-}
-
 /* Any one of the returned bits allows the command; 0 = none needed (NOP). */
 static uint32_t cmd_caps(const vmsig_event *cmd)
 {
@@ -864,7 +853,7 @@ static uint32_t cmd_caps(const vmsig_event *cmd)
     case VMSIG_CMD_INPUT:     return VMSIG_CAP_INPUT;
     case VMSIG_CMD_MEMWRITE:  return VMSIG_CAP_MEMWRITE;
     case VMSIG_CMD_ACQUIRE:
-    case VMSIG_CMD_RELEASE:   return class_caps(cmd->u.cmd.op);
+    case VMSIG_CMD_RELEASE:   return vmsig_class_caps(cmd->u.cmd.op);
     default:                  return 0;
     }
 }

@@ -24,6 +24,9 @@ vmsig_watch *vmsig__watch_add(vmsig_core *core, int fd, uint32_t events,
 int  vmsig__watch_mod(vmsig_watch *w, uint32_t events);
 void vmsig__watch_del(vmsig_watch *w);
 
+/* Words for a detach reason (0, -ENOBUFS, -EPIPE, ...): for logs and BYE. */
+const char *vmsig__why_text(int why);
+
 /* The core's copied config (queue_limit etc. already defaulted). */
 const vmsig_core_config *vmsig__core_config(const vmsig_core *core);
 

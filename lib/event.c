@@ -55,6 +55,17 @@ const char *vmsig_class_name(uint32_t cls)
     return NAME_AT(class_names, cls);
 }
 
+uint32_t vmsig_class_caps(uint32_t cls)
+{
+    switch (cls) {
+    case VMSIG_CLASS_INPUT:    return VMSIG_CAP_INPUT;
+    case VMSIG_CLASS_RUN:      return VMSIG_CAP_VM | VMSIG_CAP_LIFECYCLE;
+    case VMSIG_CLASS_POWER:    return VMSIG_CAP_POWER;
+    case VMSIG_CLASS_MEMWRITE: return VMSIG_CAP_MEMWRITE;
+    default:                   return 0;
+    }
+}
+
 const char *vmsig_cap_name(uint32_t cap_bit)
 {
     switch (cap_bit) {

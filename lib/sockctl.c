@@ -45,7 +45,6 @@ struct sockconn {
     enum conn_state state;
     vmsig_control *ctl;
     uid_t uid;
-    pid_t pid;
     unsigned queue_limit, timeout_ms;
     unsigned busy;  /* >0 while inside one of our callbacks */
     int dead;       /* closed; freed when busy drops to 0 */
@@ -110,17 +109,6 @@ static void close_fds(int *fds, unsigned n)
     }
 }
 
-static const char *reason(int why)
-{
-    switch (why) {
-    case -ENOBUFS:    return "slow reader: event queue full";
-    case -ESHUTDOWN:  return "server shutting down";
-    case -ETIMEDOUT:  return "handshake timed out";
-    case -EPIPE:      return "peer closed";
-    case 0:           return "detached";
-    default:          return strerror(-why);
-    }
-}
 
 /* ---- connection lifetime ---- */
 
@@ -240,7 +228,7 @@ static void push_bye(sockconn *c, int status, const char *text)
 {
     vmsig_wire_bye b;
     memset(&b, 0, sizeof(b));
-    snprintf(b.text, sizeof(b.text), "%s", text && *text ? text : reason(status));
+    snprintf(b.text, sizeof(b.text), "%s", text && *text ? text : vmsig__why_text(status));
     vmsig_wire_hdr h = { .kind = VMSIG_MSG_BYE, .len = sizeof(b), .status = status };
     vmsig__wire_writer_push(c->wr, &h, &b, sizeof(b), NULL, 0, NULL, 0, 0);
 }
@@ -639,7 +627,6 @@ static void accept_one(listener *l, int fd)
     c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     c->core = l->core;
     c->uid = cred.uid;
-    c->pid = cred.pid;
     c->queue_limit = cfg->queue_limit ? cfg->queue_limit : 256u;
     c->timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : 5000u;
     c->rd = vmsig__wire_reader_new(VMSIG_WIRE_C2S);

@@ -324,7 +324,7 @@ static void vmsig_mem_flush(VmsigMem *m)
         return;
     }
     m->pending = NULL;
-    p->mc.generation = vmsig_core_memctx_generation(m->core, m->endpoint) + 1;
+    p->mc.generation = 0; /* the core numbers it: its last + 1 */
     r = vmsig_core_publish_memctx(m->core, m->endpoint, &p->mc, p->segs,
                                   p->fds, p->nfds);
     if (r < 0) {
@@ -428,10 +428,6 @@ void vmsig_mem_free(VmsigMem *m)
     g_free(m);
 }
 
-uint64_t vmsig_mem_generation(VmsigMem *m)
-{
-    return m ? vmsig_core_memctx_generation(m->core, m->endpoint) : 0;
-}
 
 /* ---- CMD_MEMWRITE ---- */
 

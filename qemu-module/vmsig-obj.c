@@ -119,8 +119,6 @@ static const VmsigUintOption vmsig_uint_options[] = {
       "Maximum number of attached controls (1..65536)" },
 };
 
-static const char *const vmsig_policies[] = { "deny", "preempt", "priority" };
-
 static uint32_t *vmsig_uint_field(VmsigState *s, const VmsigUintOption *o)
 {
     return (uint32_t *)((char *)s + o->offset);
@@ -236,12 +234,7 @@ static bool vmsig_check_options(VmsigState *s, Error **errp)
         error_setg(errp, "vmsig: property 'grants' is an empty path");
         return false;
     }
-    for (i = 0; i < ARRAY_SIZE(vmsig_policies); i++) {
-        if (s->policy && !strcmp(s->policy, vmsig_policies[i])) {
-            break;
-        }
-    }
-    if (i == ARRAY_SIZE(vmsig_policies)) {
+    if (!s->policy || !vmsig_arb_policy_by_name(s->policy)) {
         error_setg(errp, "vmsig: policy '%s' is not one of deny, preempt, "
                    "priority", s->policy ? s->policy : "");
         return false;

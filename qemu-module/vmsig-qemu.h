@@ -52,8 +52,6 @@ void vmsig_mem_free(VmsigMem *m);
  */
 int vmsig_mem_write(VmsigMem *m, const vmsig_event *cmd, vmsig_reply *reply);
 
-/* The generation of the map currently published, 0 if none. */
-uint64_t vmsig_mem_generation(VmsigMem *m);
 
 /*
  * CMD_INPUT (cmd->u.input; text in cmd->ool for VMSIG_INPUT_TEXT).

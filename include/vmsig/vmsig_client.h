@@ -150,6 +150,8 @@ uint64_t vmsig_memmap_generation(const vmsig_memmap *m);
 int vmsig_memmap_sealed(const vmsig_memmap *m);
 uint64_t vmsig_memmap_ram_size(const vmsig_memmap *m);
 unsigned vmsig_memmap_nseg(const vmsig_memmap *m);
+/* Segment i of nseg, in ascending GPA order, never overlapping (checked when
+ * the map is made). Borrowed from the map. */
 const vmsig_wire_memseg *vmsig_memmap_seg(const vmsig_memmap *m, unsigned i);
 
 /* Pointer to [gpa, gpa+len) if it lies in one segment, else NULL. Valid while

@@ -63,6 +63,11 @@ const char *vmsig_runstate_name(uint32_t rs);
 const char *vmsig_cause_name(uint32_t sc);
 const char *vmsig_kind_name(uint32_t kind);
 const char *vmsig_class_name(uint32_t cls);
+
+/* The capabilities that let a control ACQUIRE a class (any one of them):
+ * INPUT: INPUT; RUN: VM or LIFECYCLE; POWER: POWER; MEMWRITE: MEMWRITE.
+ * 0 for an unknown class. */
+uint32_t vmsig_class_caps(uint32_t cls);
 const char *vmsig_cap_name(uint32_t cap_bit);
 
 /*
