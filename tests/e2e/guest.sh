@@ -55,7 +55,8 @@ t_ok "helper -> guest: the guest reads the MEMWRITE with devmem and prints it" \
 t_exit 0 "quit" "$helper" quit
 wait "$VM_PID" 2>/dev/null
 VM_PID=
-sleep 0.5
+# the watcher ends by itself on the server's BYE; allow it up to 10 s
+for i in $(seq 100); do kill -0 "$watch_pid" 2>/dev/null || break; sleep 0.1; done
 kill "$watch_pid" 2>/dev/null
 wait "$watch_pid" 2>/dev/null
 watch_pid=

@@ -37,6 +37,18 @@ qemu() {
 	return 1
 }
 
+# wait_for FILE REGEX: until a background helper has written that (up to 30 s),
+# so the next step never races its connection
+wait_for() {
+	local i
+	for i in $(seq 300); do
+		grep -qE "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "# timed out waiting for /$2/ in $1" >&2
+	return 1
+}
+
 uid=$(id -u)
 cat >"$work/all.grants" <<G
 uid:$uid endpoints=0 caps=all priority=10
@@ -83,9 +95,9 @@ t_exit 7 "wakeup of a guest that is not suspended is refused by QEMU" "$H" -s "$
 t_like "$T_OUT" "suspended" "wakeup refusal says why (QEMU's text)"
 
 # --- watch
-"$H" -s "$A" --json watch --live --until RESET >"$work/watch.out" 2>&1 &
+"$H" -s "$A" --json watch --until RESET >"$work/watch.out" 2>&1 &
 wpid=$!
-sleep 0.5
+wait_for "$work/watch.out" '"snapshot":true' # attached
 t_exit 0 "reset" "$H" -s "$A" reset
 t_exit 0 "powerdown" "$H" -s "$A" powerdown
 wait "$wpid"
@@ -165,7 +177,7 @@ t_exit 0 "status still works with anonymous RAM" "$H" -s "$work/anon.sock" statu
 # --- arbitration: deny (VM a)
 "$H" -s "$A" --token bot acquire input --hold 20 >"$work/hold.out" 2>&1 &
 hold=$!
-sleep 0.7
+wait_for "$work/hold.out" "acquired input"
 t_exit 4 "deny: another control's INPUT is busy" "$H" -s "$A" type x
 t_exit 4 "deny: a second acquire is refused, even with a higher priority" "$H" -s "$A" --token human acquire input --then type x
 kill -INT "$hold"; wait "$hold"
@@ -175,7 +187,7 @@ t_exit 0 "after the owner releases, input works again" "$H" -s "$A" type x
 qemu p 1 "grants=$work/all.grants,policy=preempt" || exit 1
 "$H" -s "$work/p.sock" --token human acquire input --hold 20 >"$work/hold.out" 2>&1 &
 hold=$!
-sleep 0.7
+wait_for "$work/hold.out" "acquired input"
 t_exit 0 "preempt: the newcomer takes input" "$H" -s "$work/p.sock" --token bot acquire input --then type x
 wait "$hold"
 t_is "$?" 4 "preempt: the old owner exits 4"
@@ -184,20 +196,20 @@ t_like "$(cat "$work/hold.out")" "lost input.*preempted" "the old owner is told 
 qemu q 1 "grants=$work/all.grants,policy=priority" || exit 1
 "$H" -s "$work/q.sock" --token bot acquire input --hold 20 >"$work/hold.out" 2>&1 &
 hold=$!
-sleep 0.7
+wait_for "$work/hold.out" "acquired input"
 t_exit 0 "priority: a higher-priority grant takes input" "$H" -s "$work/q.sock" --token human acquire input --hold 3
 wait "$hold"
 t_is "$?" 4 "priority: the lower-priority owner loses it"
 "$H" -s "$work/q.sock" --token human acquire input --hold 20 >"$work/hold.out" 2>&1 &
 hold=$!
-sleep 0.7
+wait_for "$work/hold.out" "acquired input"
 t_exit 4 "priority: a lower-priority grant cannot take it" "$H" -s "$work/q.sock" --token bot acquire input --then type x
 kill -INT "$hold"; wait "$hold"
 
 # --- VM gone, quit
 "$H" -s "$A" watch >"$work/gone.out" 2>&1 &
 wpid=$!
-sleep 0.5
+wait_for "$work/gone.out" "snapshot"
 t_exit 0 "quit" "$H" -s "$A" quit
 wait "$PID_a"
 t_is "$?" 0 "QEMU exits cleanly on quit"
