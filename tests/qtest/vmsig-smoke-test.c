@@ -14,19 +14,9 @@
 #include <sys/wait.h>
 #include "libqtest.h"
 #include "qapi/qmp/qdict.h"
-
-/* Long enough for a loaded CI machine; QEMU refuses bad options at once. */
-#define SPAWN_TIMEOUT_MS 30000
+#include "vmsig-qtest.h"
 
 static char *tmpdir;
-
-static const char *qemu_binary(void)
-{
-    const char *qemu = g_getenv("QTEST_QEMU_BINARY");
-
-    g_assert(qemu);
-    return qemu;
-}
 
 static char *sock_path(void)
 {
@@ -85,65 +75,12 @@ static void test_object_created(void)
     qtest_quit(qts);
 }
 
-/*
- * Run QEMU with @object_opts and return its exit status; stdout and stderr
- * are collected into @output.  A QEMU that keeps running past
- * SPAWN_TIMEOUT_MS is killed, so a wrongly accepted option fails the test
- * instead of hanging it.
- */
-static int run_qemu(const char *object_opts, char **output)
-{
-    const char *qemu = qemu_binary();
-    const char *argv[] = {
-        qemu, "-machine", "none", "-accel", "qtest", "-display", "none",
-        "-nodefaults", "-object", object_opts, NULL,
-    };
-    g_autoptr(GError) err = NULL;
-    GString *out = g_string_new(NULL);
-    gint64 deadline = g_get_monotonic_time() + SPAWN_TIMEOUT_MS * 1000LL;
-    GPid pid;
-    int fd, status;
-
-    g_spawn_async_with_pipes(NULL, (char **)argv, NULL,
-                             G_SPAWN_DO_NOT_REAP_CHILD |
-                             G_SPAWN_STDOUT_TO_DEV_NULL,
-                             NULL, NULL, &pid, NULL, NULL, &fd, &err);
-    g_assert_no_error(err);
-
-    for (;;) {
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
-        gint64 left = (deadline - g_get_monotonic_time()) / 1000;
-        char buf[512];
-        ssize_t n;
-
-        if (left <= 0) {
-            kill(pid, SIGKILL);
-            g_string_append(out, "[killed: still running]");
-            break;
-        }
-        if (poll(&pfd, 1, left) <= 0) {
-            continue;
-        }
-        n = read(fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        g_string_append_len(out, buf, n);
-    }
-    close(fd);
-    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
-    g_spawn_close_pid(pid);
-    *output = g_string_free(out, false);
-    return status;
-}
 
 static void assert_refused(const char *object_opts, const char *needle)
 {
     g_autofree char *output = NULL;
-    int status = run_qemu(object_opts, &output);
+    g_autofree char *args = g_strdup_printf("-object %s", object_opts);
+    int status = vmsig_run_qemu(args, &output);
 
     g_test_message("-object %s: %s", object_opts, output);
     g_assert_true(WIFEXITED(status));

@@ -25,9 +25,9 @@
 #include "libqtest.h"
 #include "qapi/qmp/qdict.h"
 #include "vmsig/vmsig_client.h"
+#include "vmsig-qtest.h"
 
 #define EV_TIMEOUT_MS    5000
-#define SPAWN_TIMEOUT_MS 30000
 
 /* caps as grants-file names, for grants written by the tests */
 #define CAPS_ALL "OBSERVE,INPUT,LIFECYCLE,POWER,VM,MEMCTX,MEMWRITE"
@@ -469,54 +469,6 @@ static void test_grants_endpoint(void)
     vm_free(vm);
 }
 
-/* Run QEMU to completion with @args; its exit status, output in @out. */
-static int run_qemu(const char *args, char **out)
-{
-    g_autofree char *cmdline = g_strdup_printf(
-        "%s -machine none -accel qtest -display none -nodefaults %s",
-        g_getenv("QTEST_QEMU_BINARY"), args);
-    g_auto(GStrv) argv = NULL;
-    g_autoptr(GError) err = NULL;
-    GString *s = g_string_new(NULL);
-    gint64 deadline = g_get_monotonic_time() + SPAWN_TIMEOUT_MS * 1000LL;
-    GPid pid;
-    int fd, status;
-
-    g_assert_true(g_shell_parse_argv(cmdline, NULL, &argv, NULL));
-    g_spawn_async_with_pipes(NULL, argv, NULL,
-                             G_SPAWN_DO_NOT_REAP_CHILD |
-                             G_SPAWN_STDOUT_TO_DEV_NULL,
-                             NULL, NULL, &pid, NULL, NULL, &fd, &err);
-    g_assert_no_error(err);
-    for (;;) {
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
-        gint64 left = (deadline - g_get_monotonic_time()) / 1000;
-        char buf[512];
-        ssize_t n;
-
-        if (left <= 0) {
-            kill(pid, SIGKILL);
-            g_string_append(s, "[killed: still running]");
-            break;
-        }
-        if (poll(&pfd, 1, left) <= 0) {
-            continue;
-        }
-        n = read(fd, buf, sizeof(buf));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            break;
-        }
-        g_string_append_len(s, buf, n);
-    }
-    close(fd);
-    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
-    g_spawn_close_pid(pid);
-    *out = g_string_free(s, false);
-    return status;
-}
 
 static void test_grants_retired_bit(void)
 {
@@ -526,7 +478,7 @@ static void test_grants_retired_bit(void)
     g_autofree char *args = g_strdup_printf("-object vmsig,id=vs0,path=%s,"
                                             "grants=%s", path, g);
     g_autofree char *out = NULL;
-    int status = run_qemu(args, &out);
+    int status = vmsig_run_qemu(args, &out);
 
     g_test_message("%s", out);
     g_assert_true(WIFEXITED(status));
@@ -550,7 +502,7 @@ static void test_listen_errors(void)
     int status;
 
     g_assert_true(g_file_set_contents(file, "x", 1, NULL));
-    status = run_qemu(args, &out);
+    status = vmsig_run_qemu(args, &out);
     g_test_message("%s", out);
     g_assert_cmpint(WEXITSTATUS(status), !=, 0);
     g_assert_nonnull(strstr(out, "exists and is not a socket"));
@@ -559,7 +511,7 @@ static void test_listen_errors(void)
 
     vm = vm_start(NULL, NULL, NULL);
     args2 = g_strdup_printf("-object vmsig,id=vs0,path=%s", vm->path);
-    status = run_qemu(args2, &out2);
+    status = vmsig_run_qemu(args2, &out2);
     g_test_message("%s", out2);
     g_assert_cmpint(WEXITSTATUS(status), !=, 0);
     g_assert_nonnull(strstr(out2, "another server is listening"));
