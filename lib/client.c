@@ -38,6 +38,7 @@ struct vmsig_client {
     vmsig_wire_writer *wr;
     vmsig_wire_welcome welcome;
     uint64_t next_id;
+    uint64_t last_seq; /* delivery seq of the last event vmsig_client_next returned */
     qmsg *qhead, *qtail;
     unsigned qlen, qfds; /* events and fds queued */
     /* What the last vmsig_client_next returned, released at the next call:
@@ -352,7 +353,7 @@ vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err)
         err = &dummy;
     }
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    if (!cfg || cfg->version != VMSIG_CLIENT_CONFIG_VERSION || !cfg->path ||
+    if (!cfg || cfg->version < 1 || cfg->version > VMSIG_CLIENT_CONFIG_VERSION || !cfg->path ||
         strlen(cfg->path) >= sizeof(sa.sun_path) ||
         (cfg->token && strlen(cfg->token) > VMSIG_TOKEN_MAX)) {
         *err = -EINVAL;
@@ -381,7 +382,10 @@ vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err)
     }
     vmsig_wire_hello hello;
     memset(&hello, 0, sizeof(hello));
-    hello.version = VMSIG_WIRE_VERSION;
+    hello.major = VMSIG_WIRE_MAJOR;
+    hello.minor = VMSIG_WIRE_MINOR;
+    /* A v1 config has no features_off: offer everything we can parse. */
+    hello.features = VMSIG_FEATURES_KNOWN & ~(cfg->version >= 2 ? cfg->features_off : 0);
     hello.sub.source_mask = cfg->sub.source_mask;
     hello.sub.endpoint_mask = cfg->sub.endpoint_mask;
     if (!cfg->sub.source_mask && !cfg->sub.endpoint_mask) {
@@ -408,8 +412,14 @@ vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err)
         if (rc == 1) {
             if (f.hdr.kind == VMSIG_MSG_WELCOME) {
                 memcpy(&c->welcome, f.payload, sizeof(c->welcome));
-                if (c->welcome.version != VMSIG_WIRE_VERSION) {
+                if (c->welcome.major != VMSIG_WIRE_MAJOR) {
                     rc = -EPROTONOSUPPORT;
+                    goto fail;
+                }
+                /* A server may only answer with what we offered. */
+                if ((c->welcome.features & ~hello.features) || c->welcome.reserved ||
+                    c->welcome.minor > VMSIG_WIRE_MINOR) {
+                    rc = -EPROTO;
                     goto fail;
                 }
                 *err = 0;
@@ -472,6 +482,10 @@ int vmsig_client_next(vmsig_client *c, vmsig_msg *out, int timeout_ms)
     qmsg *q = c->qhead;
     queue_unlink(c, NULL, q);
     *out = q->m;
+    /* Delivery seqs count per control: a gap is loss (the server's or our
+     * own queue coalesced), never filtering. */
+    out->lost = out->ev.seq > c->last_seq + 1 ? out->ev.seq - c->last_seq - 1 : 0;
+    c->last_seq = out->ev.seq;
     c->last_nfds = q->m.nfds;
     memcpy(c->last_fds, q->m.fds, sizeof(c->last_fds));
     c->last_ool = q->ool;

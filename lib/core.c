@@ -11,6 +11,7 @@
  * callback.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "core_internal.h"
+#include "kinds.h"
 
 #define EP_COUNT       VMSIG_ENDPOINT_MAX
 #define DISPATCH_BATCH 64
@@ -37,6 +39,8 @@ struct vmsig_control {
     void *opaque;
     vmsig_grant grant;
     vmsig_sub sub;  /* effective: requested & grant */
+    uint64_t features; /* negotiated VMSIG_FEAT_* (in-process: all known) */
+    uint64_t seq;   /* last delivery sequence number given to it */
     int dead;       /* detached; freed by the next sweep */
     int attaching;  /* inside vmsig_core_attach: a failure is reported there */
     int why;        /* why it was detached */
@@ -53,7 +57,6 @@ typedef struct ep_memctx {
 } ep_memctx;
 
 typedef struct ep_state {
-    uint64_t seq;          /* last sequence number given out; 0 = none yet */
     int has_seam;
     vmsig_wire_seam seam;  /* from the last RUNSTATE, for snapshots */
     uint64_t seam_ts;
@@ -243,7 +246,7 @@ vmsig_core *vmsig_core_new(const vmsig_core_config *cfg, int *err)
     vmsig_core *core;
     int r = 0;
 
-    if (cfg && cfg->version != VMSIG_CORE_CONFIG_VERSION) {
+    if (cfg && (cfg->version < 1 || cfg->version > VMSIG_CORE_CONFIG_VERSION)) {
         r = -EINVAL;
         goto out;
     }
@@ -253,7 +256,9 @@ vmsig_core *vmsig_core_new(const vmsig_core_config *cfg, int *err)
         goto out;
     }
     if (cfg) {
-        core->cfg = *cfg;
+        /* Only the fields its version has: a v1 caller's struct ends earlier. */
+        memcpy(&core->cfg, cfg, cfg->version == 1 ? offsetof(vmsig_core_config, features_off)
+                                                   : sizeof(*cfg));
     }
     core->cfg.version = VMSIG_CORE_CONFIG_VERSION;
     config_defaults(&core->cfg);
@@ -337,35 +342,21 @@ unsigned vmsig_core_control_count(vmsig_core *core)
 
 /* ---- who receives what ---- */
 
-/* The source and the capability an UP kind needs; -1 if not an UP event. */
-static int kind_source(uint32_t kind, uint32_t *src, uint32_t *cap)
+/* Whether c receives an UP event of kind for endpoint: the kind's source in
+ * its subscription, the kind's capability in its grant, the endpoint in both
+ * masks and the kind's feature negotiated. */
+static int covers(const vmsig_control *c, const vmsig_sub *s, uint32_t kind, uint32_t endpoint)
 {
-    if (kind >= VMSIG_EV_RUNSTATE && kind <= VMSIG_EV_SHUTDOWN) {
-        *src = VMSIG_SRC_SEAM;
-        *cap = VMSIG_CAP_OBSERVE;
-    } else if (kind == VMSIG_EV_MEMCTX || kind == VMSIG_EV_MEMWRITE_DONE) {
-        *src = VMSIG_SRC_MEMCTX;
-        *cap = VMSIG_CAP_MEMCTX;
-    } else if (kind == VMSIG_EV_ARB) {
-        *src = VMSIG_SRC_ARB;
-        *cap = VMSIG_CAP_OBSERVE;
-    } else {
-        return -1;
-    }
-    return 0;
-}
-
-static int covers(const vmsig_grant *g, const vmsig_sub *s, uint32_t kind, uint32_t endpoint)
-{
-    uint32_t src, cap;
+    const vmsig_kind_row *k = vmsig__kind(kind);
     uint64_t bit;
 
-    if (endpoint >= EP_COUNT || kind_source(kind, &src, &cap) < 0) {
+    if (endpoint >= EP_COUNT || !k || k->source == VMSIG_SRC_NONE) {
         return 0;
     }
     bit = 1ull << endpoint;
-    return (g->caps & cap) && (s->source_mask & (1u << src)) &&
-           (g->endpoint_mask & s->endpoint_mask & bit);
+    return (c->grant.caps & k->cap) && (s->source_mask & (1u << k->source)) &&
+           (c->grant.endpoint_mask & s->endpoint_mask & bit) &&
+           (k->feature & ~c->features) == 0;
 }
 
 static uint32_t sources_allowed(uint32_t caps)
@@ -394,13 +385,16 @@ static vmsig_sub effective_sub(const vmsig_grant *g, const vmsig_sub *want)
     return s;
 }
 
-static void deliver_to(vmsig_control *c, const vmsig_event *ev, const int *fds, unsigned nfds)
+/* ev->seq becomes c's next delivery sequence number: counted per control, so
+ * what its subscription filters out leaves no gap, and a gap is a loss. */
+static void deliver_to(vmsig_control *c, vmsig_event *ev, const int *fds, unsigned nfds)
 {
     int r;
 
     if (c->dead || !c->ops.deliver) {
         return;
     }
+    ev->seq = ++c->seq;
     r = c->ops.deliver(c->opaque, ev, fds, nfds);
     if (r == -EAGAIN) {
         vmsig_control_detach(c, -ENOBUFS);
@@ -411,7 +405,7 @@ static void deliver_to(vmsig_control *c, const vmsig_event *ev, const int *fds, 
 
 /* Delivers to every control the event is for, plus `also` (may be NULL).
  * Controls attached during the loop already got the state as a snapshot. */
-static void broadcast(vmsig_core *core, const vmsig_event *ev, const int *fds, unsigned nfds,
+static void broadcast(vmsig_core *core, vmsig_event *ev, const int *fds, unsigned nfds,
                       vmsig_control *also)
 {
     unsigned n = core->nctl;
@@ -419,18 +413,17 @@ static void broadcast(vmsig_core *core, const vmsig_event *ev, const int *fds, u
     core_enter(core);
     for (unsigned i = 0; i < n; i++) {
         vmsig_control *c = core->ctls[i];
-        if (c == also || covers(&c->grant, &c->sub, ev->kind, ev->endpoint)) {
+        if (c == also || covers(c, &c->sub, ev->kind, ev->endpoint)) {
             deliver_to(c, ev, fds, nfds);
         }
     }
     core_leave(core);
 }
 
-static void stamp(vmsig_core *core, vmsig_event *ev)
+static void stamp(vmsig_event *ev)
 {
     ev->dir = VMSIG_DIR_UP;
     ev->flags &= ~VMSIG_F_SNAPSHOT;
-    ev->seq = ++core->ep[ev->endpoint].seq;
     if (!ev->ts_ns) {
         ev->ts_ns = now_ns();
     }
@@ -440,14 +433,14 @@ static void stamp(vmsig_core *core, vmsig_event *ev)
 
 int vmsig_core_publish(vmsig_core *core, vmsig_event *ev)
 {
-    uint32_t src, cap;
+    const vmsig_kind_row *k = ev ? vmsig__kind(ev->kind) : NULL;
     ep_state *ep;
 
-    if (!core || !ev || ev->endpoint >= EP_COUNT || ev->kind == VMSIG_EV_MEMCTX ||
-        kind_source(ev->kind, &src, &cap) < 0) {
+    if (!core || !k || ev->endpoint >= EP_COUNT || ev->kind == VMSIG_EV_MEMCTX ||
+        k->source == VMSIG_SRC_NONE) {
         return -EINVAL;
     }
-    stamp(core, ev);
+    stamp(ev);
     ep = &core->ep[ev->endpoint];
     if (ev->kind == VMSIG_EV_RUNSTATE) {
         ep->seam = ev->u.seam;
@@ -567,7 +560,7 @@ int vmsig_core_publish_memctx(vmsig_core *core, uint32_t endpoint,
     }
     ep->mem = m;
     memctx_event(m, endpoint, &ev);
-    stamp(core, &ev);
+    stamp(&ev);
     m->ts_ns = ev.ts_ns;
     broadcast(core, &ev, m->fds, m->nfds, NULL);
     core_leave(core);
@@ -587,12 +580,11 @@ uint64_t vmsig_core_memctx_generation(vmsig_core *core, uint32_t endpoint)
 static int newly_covered(const vmsig_control *c, const vmsig_sub *before, uint32_t kind,
                          uint32_t endpoint)
 {
-    return covers(&c->grant, &c->sub, kind, endpoint) &&
-           !(before && covers(&c->grant, before, kind, endpoint));
+    return covers(c, &c->sub, kind, endpoint) && !(before && covers(c, before, kind, endpoint));
 }
 
 /* Current state for what c's subscription covers and `before` did not:
- * every RUNSTATE, then every MEMCTX, with the endpoint's current seq. */
+ * every RUNSTATE, then every MEMCTX. */
 static void send_snapshot(vmsig_control *c, const vmsig_sub *before)
 {
     vmsig_core *core = c->core;
@@ -608,7 +600,6 @@ static void send_snapshot(vmsig_control *c, const vmsig_sub *before)
         ev.kind = VMSIG_EV_RUNSTATE;
         ev.endpoint = i;
         ev.flags = VMSIG_F_SNAPSHOT;
-        ev.seq = ep->seq;
         ev.ts_ns = ep->seam_ts;
         ev.u.seam = ep->seam;
         deliver_to(c, &ev, NULL, 0);
@@ -620,7 +611,6 @@ static void send_snapshot(vmsig_control *c, const vmsig_sub *before)
         }
         memctx_event(m, i, &ev);
         ev.flags = VMSIG_F_SNAPSHOT;
-        ev.seq = core->ep[i].seq;
         ev.ts_ns = m->ts_ns;
         deliver_to(c, &ev, m->fds, m->nfds);
     }
@@ -660,6 +650,13 @@ static int attach_check(vmsig_core *core, const vmsig_control_ops *ops, const vm
 vmsig_control *vmsig_core_attach(vmsig_core *core, const vmsig_control_ops *ops, void *opaque,
                                  const vmsig_grant *grant, const vmsig_sub *sub, int *err)
 {
+    return vmsig__core_attach_ex(core, ops, opaque, grant, sub, VMSIG_FEATURES_KNOWN, err);
+}
+
+vmsig_control *vmsig__core_attach_ex(vmsig_core *core, const vmsig_control_ops *ops,
+                                     void *opaque, const vmsig_grant *grant,
+                                     const vmsig_sub *sub, uint64_t features, int *err)
+{
     vmsig_control *c = NULL;
     int r = attach_check(core, ops, grant);
 
@@ -668,7 +665,8 @@ vmsig_control *vmsig_core_attach(vmsig_core *core, const vmsig_control_ops *ops,
     }
     if (r == 0) {
         *c = (vmsig_control){ .core = core, .ops = *ops, .opaque = opaque, .grant = *grant,
-                              .sub = effective_sub(grant, sub), .attaching = 1 };
+                              .sub = effective_sub(grant, sub),
+                              .features = features & VMSIG_FEATURES_KNOWN, .attaching = 1 };
         r = ctls_push(core, c);
         if (r < 0) {
             free(c);
@@ -697,7 +695,7 @@ static void arb_publish(vmsig_core *core, uint32_t endpoint, uint32_t cls, uint3
     ev.kind = VMSIG_EV_ARB;
     ev.endpoint = endpoint;
     ev.u.arb = (vmsig_wire_arb){ .cls = cls, .what = what, .owner = owner, .by = by };
-    stamp(core, &ev);
+    stamp(&ev);
     broadcast(core, &ev, NULL, 0, also);
 }
 
@@ -792,24 +790,36 @@ static int input_check(const vmsig_event *cmd)
 {
     const vmsig_wire_input *in = &cmd->u.input;
 
-    if (in_range(in->op, VMSIG_INPUT_KEY, VMSIG_INPUT_TEXT) < 0) {
+    switch (in->op) {
+    case VMSIG_INPUT_KEY:
+        /* Whether QEMU can map the code is the backend's call. */
+        return in->len == 0 && (in->value == 0 || in->value == 1) ? 0 : -EINVAL;
+    case VMSIG_INPUT_BTN:
+        return in->len == 0 && in->code < VMSIG_BTN__COUNT && (in->value == 0 || in->value == 1)
+                   ? 0 : -EINVAL;
+    case VMSIG_INPUT_REL:
+        return in->len == 0 && in->code <= VMSIG_AXIS_Y ? 0 : -EINVAL;
+    case VMSIG_INPUT_ABS:
+        return in->len == 0 && in->code <= VMSIG_AXIS_Y && in->value >= 0 &&
+                       in->value <= VMSIG_ABS_MAX ? 0 : -EINVAL;
+    case VMSIG_INPUT_TEXT:
+        /* 1..VMSIG_TEXT_MAX bytes; code and value are reserved */
+        if (in->code || in->value || in->len == 0 || in->len > VMSIG_TEXT_MAX ||
+            cmd->ool_len != in->len || !cmd->ool) {
+            return -EINVAL;
+        }
+        return 0;
+    default:
         return -EINVAL;
     }
-    if (in->op != VMSIG_INPUT_TEXT) {
-        return in->len == 0 ? 0 : -EINVAL;
-    }
-    /* TEXT carries 1..VMSIG_TEXT_MAX bytes */
-    if (in->len == 0 || in->len > VMSIG_TEXT_MAX || cmd->ool_len != in->len || !cmd->ool) {
-        return -EINVAL;
-    }
-    return 0;
 }
 
 static int memwrite_check(const vmsig_event *cmd)
 {
     const vmsig_wire_memwrite *mw = &cmd->u.memwrite;
 
-    if (mw->len == 0 || mw->len > VMSIG_MEMWRITE_MAX || cmd->ool_len != mw->len || !cmd->ool) {
+    if (mw->flags || mw->len == 0 || mw->len > VMSIG_MEMWRITE_MAX || cmd->ool_len != mw->len ||
+        !cmd->ool) {
         return -EINVAL;
     }
     /* Whether the range is RAM is the backend's call; wrapping is never valid. */
@@ -819,57 +829,62 @@ static int memwrite_check(const vmsig_event *cmd)
     return 0;
 }
 
-/* The kind and its payload: -EINVAL (-EFAULT for a wrapping MEMWRITE). */
-static int cmd_check_shape(const vmsig_event *cmd)
+static int op_check(const vmsig_event *cmd, uint32_t lo, uint32_t hi)
 {
+    if (cmd->u.cmd.arg != 0) {
+        return -EINVAL; /* reserved */
+    }
+    return in_range(cmd->u.cmd.op, lo, hi);
+}
+
+/* The kind and its payload: -EOPNOTSUPP (a kind that is not a command, that
+ * this core does not know or whose feature c did not negotiate), -EINVAL
+ * (-EFAULT for a wrapping MEMWRITE). */
+static int cmd_check_shape(const vmsig_control *c, const vmsig_event *cmd)
+{
+    const vmsig_kind_row *k = vmsig__kind(cmd->kind);
+
+    if (!k || k->dir != VMSIG_WIRE_C2S || !vmsig__kind_is_cmd_range(cmd->kind) ||
+        (k->feature & ~c->features)) {
+        return -EOPNOTSUPP;
+    }
     switch (cmd->kind) {
     case VMSIG_CMD_NOP:
         return 0;
     case VMSIG_CMD_VM:
-        return in_range(cmd->u.cmd.op, VMSIG_VM_QUERY, VMSIG_VM_CONT);
+        return op_check(cmd, VMSIG_VM_QUERY, VMSIG_VM_CONT);
     case VMSIG_CMD_LIFECYCLE:
-        return in_range(cmd->u.cmd.op, VMSIG_LC_PAUSE, VMSIG_LC_WAKEUP);
+        return op_check(cmd, VMSIG_LC_PAUSE, VMSIG_LC_WAKEUP);
     case VMSIG_CMD_POWER:
-        return in_range(cmd->u.cmd.op, VMSIG_PWR_POWERDOWN, VMSIG_PWR_QUIT);
+        return op_check(cmd, VMSIG_PWR_POWERDOWN, VMSIG_PWR_QUIT);
     case VMSIG_CMD_ACQUIRE:
     case VMSIG_CMD_RELEASE:
-        return in_range(cmd->u.cmd.op, VMSIG_CLASS_INPUT, VMSIG_CLASS__COUNT - 1);
+        return op_check(cmd, VMSIG_CLASS_INPUT, VMSIG_CLASS__COUNT - 1);
     case VMSIG_CMD_INPUT:
         return input_check(cmd);
     case VMSIG_CMD_MEMWRITE:
         return memwrite_check(cmd);
     default:
-        return -EINVAL;
+        return -EOPNOTSUPP;
     }
 }
 
 /* Any one of the returned bits allows the command; 0 = none needed (NOP). */
 static uint32_t cmd_caps(const vmsig_event *cmd)
 {
-    switch (cmd->kind) {
-    case VMSIG_CMD_VM:        return VMSIG_CAP_VM;
-    case VMSIG_CMD_LIFECYCLE: return VMSIG_CAP_LIFECYCLE;
-    case VMSIG_CMD_POWER:     return VMSIG_CAP_POWER;
-    case VMSIG_CMD_INPUT:     return VMSIG_CAP_INPUT;
-    case VMSIG_CMD_MEMWRITE:  return VMSIG_CAP_MEMWRITE;
-    case VMSIG_CMD_ACQUIRE:
-    case VMSIG_CMD_RELEASE:   return vmsig_class_caps(cmd->u.cmd.op);
-    default:                  return 0;
+    if (cmd->kind == VMSIG_CMD_ACQUIRE || cmd->kind == VMSIG_CMD_RELEASE) {
+        return vmsig_class_caps(cmd->u.cmd.op);
     }
+    return vmsig__kind(cmd->kind)->cap;
 }
 
 /* The exclusive class a command belongs to, 0 if none (VM query, NOP, ...). */
 static uint32_t cmd_class(const vmsig_event *cmd)
 {
-    switch (cmd->kind) {
-    case VMSIG_CMD_VM:
-        return cmd->u.cmd.op == VMSIG_VM_QUERY ? 0 : VMSIG_CLASS_RUN;
-    case VMSIG_CMD_LIFECYCLE: return VMSIG_CLASS_RUN;
-    case VMSIG_CMD_POWER:     return VMSIG_CLASS_POWER;
-    case VMSIG_CMD_INPUT:     return VMSIG_CLASS_INPUT;
-    case VMSIG_CMD_MEMWRITE:  return VMSIG_CLASS_MEMWRITE;
-    default:                  return 0;
+    if (cmd->kind == VMSIG_CMD_VM && cmd->u.cmd.op == VMSIG_VM_QUERY) {
+        return 0;
     }
+    return vmsig__kind(cmd->kind)->cls;
 }
 
 /* ---- DOWN: arbitration ---- */
@@ -952,6 +967,10 @@ static int run_backend(vmsig_control *c, const vmsig_event *cmd, vmsig_reply *re
     if (reply->len > VMSIG_REPLY_BODY_MAX) {
         reply->len = VMSIG_REPLY_BODY_MAX;
     }
+    if (r == 0 && cmd->kind == VMSIG_CMD_VM && cmd->u.cmd.op == VMSIG_VM_QUERY &&
+        !(c->features & VMSIG_FEAT_VMINFO_HOST) && reply->len > sizeof(vmsig_wire_vminfo)) {
+        reply->len = sizeof(vmsig_wire_vminfo); /* the tail is only for who negotiated it */
+    }
     if (r == 0 && cmd->kind == VMSIG_CMD_MEMWRITE) {
         reply->status = 0;
         publish_memwrite_done(core, cmd, principal);
@@ -963,7 +982,7 @@ static int submit_checked(vmsig_control *c, const vmsig_event *cmd, vmsig_reply 
 {
     vmsig_core *core = c->core;
     uint32_t need, cls;
-    int r = cmd_check_shape(cmd);
+    int r = cmd_check_shape(c, cmd);
 
     if (r < 0) {
         return r;

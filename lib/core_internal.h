@@ -27,6 +27,12 @@ void vmsig__watch_del(vmsig_watch *w);
 /* Words for a detach reason (0, -ENOBUFS, -EPIPE, ...): for logs and BYE. */
 const char *vmsig__why_text(int why);
 
+/* vmsig_core_attach for a control that negotiated `features` (socket
+ * controls); vmsig_core_attach gives in-process controls every known one. */
+vmsig_control *vmsig__core_attach_ex(vmsig_core *core, const vmsig_control_ops *ops,
+                                     void *opaque, const vmsig_grant *grant,
+                                     const vmsig_sub *sub, uint64_t features, int *err);
+
 /* The core's copied config (queue_limit etc. already defaulted). */
 const vmsig_core_config *vmsig__core_config(const vmsig_core *core);
 

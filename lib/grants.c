@@ -10,9 +10,12 @@
  * '#' starts a comment where a word would start. A duplicate entry, an
  * unknown field, a retired capability bit or name refuses the whole file.
  *
- * Principals: a uid entry and the default give the peer's own uid; a token
- * entry gives 0x80000000 | (FNV-1a(token) & 0x7fffffff), so token ids never
- * collide with ordinary uids.
+ * Principals: a uid entry and the default give the peer's own uid (uids
+ * >= 0x80000000 are refused); a token entry gives vmsig_token_principal()
+ * = 0x80000000 | (FNV-1a(token) & 0x7fffffff), so token ids never meet uids,
+ * and two token entries with the same id are refused (-EEXIST from
+ * vmsig_grants_set, the whole file from the parser). "caps=all" means
+ * VMSIG_CAP_ALL_1_0, pinned: later capabilities are granted by name only.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -34,6 +37,7 @@ typedef struct grant_entry {
     uint32_t uid;
     char     token[VMSIG_TOKEN_MAX]; /* NUL padded, so comparison is fixed-length */
     size_t   token_len;
+    unsigned line;                   /* grants-file line, 0 if set by the API */
     vmsig_grant g;
 } grant_entry;
 
@@ -46,10 +50,9 @@ static const struct {
     uint32_t bit;
     const char *name;
 } cap_names[] = {
-    { VMSIG_CAP_OBSERVE, "OBSERVE" },   { VMSIG_CAP_INPUT, "INPUT" },
-    { VMSIG_CAP_LIFECYCLE, "LIFECYCLE" }, { VMSIG_CAP_POWER, "POWER" },
-    { VMSIG_CAP_VM, "VM" },             { VMSIG_CAP_MEMCTX, "MEMCTX" },
-    { VMSIG_CAP_MEMWRITE, "MEMWRITE" },
+#define CAP_ROW(name, bit) { bit, #name },
+    VMSIG_CAPS(CAP_ROW)
+#undef CAP_ROW
 };
 
 /* Removed capabilities, named so a stale grant gets a precise refusal. */
@@ -62,17 +65,6 @@ static const struct {
 };
 
 /* ---- principals and tokens ---- */
-
-static uint32_t token_principal(const char *token, size_t len)
-{
-    uint32_t h = 2166136261u; /* FNV-1a 32 */
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t)token[i];
-        h *= 16777619u;
-    }
-    return 0x80000000u | (h & 0x7fffffffu);
-}
 
 /* Both buffers are VMSIG_TOKEN_MAX bytes, NUL padded: every byte is always
  * compared, so the time does not tell how much of a guess was right. */
@@ -157,7 +149,18 @@ int vmsig_grants_set(vmsig_grants *t, uint32_t uid, const char *token, const vms
     if (!t || vmsig_grant_check(g) < 0 || entry_key(uid, token, &type, padded, &len) < 0) {
         return -EINVAL;
     }
+    if (type == ENT_UID && uid >= 0x80000000u) {
+        return -EINVAL; /* that range is the token principals' */
+    }
     e = find_entry(t, type, uid, padded, len);
+    if (!e && type == ENT_TOKEN) {
+        uint32_t id = vmsig_token_principal(padded);
+        for (size_t i = 0; i < t->n; i++) {
+            if (t->v[i].type == ENT_TOKEN && t->v[i].g.principal == id) {
+                return -EEXIST; /* another token, same id: owner/by/writer would be ambiguous */
+            }
+        }
+    }
     if (!e) {
         e = append_entry(t);
         if (!e) {
@@ -169,7 +172,7 @@ int vmsig_grants_set(vmsig_grants *t, uint32_t uid, const char *token, const vms
     memcpy(e->token, padded, sizeof(e->token));
     e->token_len = len;
     e->g = *g;
-    e->g.principal = type == ENT_TOKEN ? token_principal(padded, len) : uid;
+    e->g.principal = type == ENT_TOKEN ? vmsig_token_principal(padded) : uid;
     return 0;
 }
 
@@ -354,7 +357,7 @@ static int parse_caps(parse_ctx *pc, char *val, uint32_t *caps)
     int r;
 
     if (strcasecmp(val, "all") == 0) {
-        *caps = VMSIG_CAP_ALL;
+        *caps = VMSIG_CAP_ALL_1_0; /* pinned: see VMSIG_CAP_ALL_1_0 */
         return 0;
     }
     if (is_hex_prefix(val)) {
@@ -500,11 +503,30 @@ static int parse_line(vmsig_grants *t, parse_ctx *pc, char *line)
         /* Never echo a token: error text ends up in logs. */
         return fail(pc, "duplicate entry for %s", token ? "a token (not shown)" : words[0]);
     }
+    if (type == ENT_UID && uid >= 0x80000000u) {
+        return fail(pc, "uid %u is out of range (uids >= 0x80000000 are token principals)", uid);
+    }
     r = vmsig_grants_set(t, uid, token, &g);
     if (r == -ENOMEM) {
         return r;
     }
-    return r < 0 ? fail(pc, "invalid grant") : 0;
+    if (r == -EEXIST) {
+        uint32_t id = vmsig_token_principal(padded);
+        unsigned other = 0;
+        for (size_t i = 0; i < t->n; i++) {
+            if (t->v[i].type == ENT_TOKEN && t->v[i].g.principal == id) {
+                other = t->v[i].line;
+            }
+        }
+        fail(pc, "token id 0x%08x collides with the token on line %u (two tokens, one id: "
+             "owner/by/writer would be ambiguous); change one of the tokens", id, other);
+        return -EEXIST;
+    }
+    if (r < 0) {
+        return fail(pc, "invalid grant");
+    }
+    find_entry(t, type, uid, padded, len)->line = pc->line;
+    return 0;
 }
 
 vmsig_grants *vmsig_grants_parse(const char *text, int *err, char *errbuf, size_t errlen)

@@ -51,6 +51,8 @@ struct sockconn {
     int in_attach;  /* vmsig_core_attach is delivering the snapshot */
     int paused;     /* input paused: our output backlog is high */
     int shutdown;   /* the core is going away: no lingering */
+    int partial;    /* attached, a frame is half in: the timer is its deadline */
+    uint64_t features; /* negotiated */
     char bye[sizeof(vmsig_wire_bye)];
 };
 
@@ -78,6 +80,7 @@ struct listener {
 #define LISTEN_BACKOFF_MS 100
 
 static void conn_input(sockconn *c);
+static void partial_deadline(sockconn *c);
 
 static unsigned pending_max(const vmsig_core_config *cfg)
 {
@@ -365,10 +368,16 @@ static void handshake(sockconn *c, const vmsig_wire_frame *f)
     char text[sizeof(vmsig_wire_bye)];
     int err;
 
-    if (hello.version != VMSIG_WIRE_VERSION) {
+    if (hello.major != VMSIG_WIRE_MAJOR) {
         err = -EPROTONOSUPPORT;
-        snprintf(text, sizeof(text), "protocol version %u not supported (server speaks %u)",
-                 hello.version, VMSIG_WIRE_VERSION);
+        snprintf(text, sizeof(text), "protocol version %u.%u not supported (server speaks %u.%u)",
+                 hello.major, hello.minor, VMSIG_WIRE_MAJOR, VMSIG_WIRE_MINOR);
+        goto refuse;
+    }
+    if (hello.flags != 0 || hello.sub.reserved != 0) {
+        err = -EINVAL;
+        snprintf(text, sizeof(text), "HELLO reserved field not 0 (flags 0x%x, sub.reserved 0x%x)",
+                 hello.flags, hello.sub.reserved);
         goto refuse;
     }
     char token[VMSIG_TOKEN_MAX + 1];
@@ -395,7 +404,9 @@ static void handshake(sockconn *c, const vmsig_wire_frame *f)
     vmsig_sub sub = { hello.sub.source_mask, hello.sub.endpoint_mask };
     set_state(c, ST_ATTACHED);
     c->in_attach = 1;
-    vmsig_control *ctl = vmsig_core_attach(c->core, &sock_ops, c, &g, &sub, &err);
+    /* Unknown bits are dropped: the client may be newer than we are. */
+    c->features = hello.features & VMSIG_FEATURES_KNOWN & ~vmsig__core_config(c->core)->features_off;
+    vmsig_control *ctl = vmsig__core_attach_ex(c->core, &sock_ops, c, &g, &sub, c->features, &err);
     c->in_attach = 0;
     if (!ctl) {
         set_state(c, ST_HANDSHAKE);
@@ -416,8 +427,14 @@ static void handshake(sockconn *c, const vmsig_wire_frame *f)
 
     vmsig_sub eff = vmsig_control_sub(ctl);
     const vmsig_grant *cg = vmsig_control_grant(ctl);
+    uint16_t minor = hello.minor;
+    if (minor > VMSIG_WIRE_MINOR) {
+        minor = VMSIG_WIRE_MINOR; /* the client is newer: speak our revision */
+    }
     vmsig_wire_welcome wl = {
-        .version = VMSIG_WIRE_VERSION,
+        .major = VMSIG_WIRE_MAJOR,
+        .minor = minor,
+        .features = c->features,
         .principal = cg->principal,
         .endpoint_mask = cg->endpoint_mask,
         .caps = cg->caps,
@@ -446,6 +463,10 @@ static void command(sockconn *c, const vmsig_wire_frame *f)
     if (f->hdr.kind == VMSIG_MSG_SUBSCRIBE) {
         vmsig_wire_sub ws;
         memcpy(&ws, f->payload, sizeof(ws));
+        if (ws.reserved != 0) {
+            push_reply(c, f->hdr.id, f->hdr.endpoint, -EINVAL, NULL, 0);
+            return;
+        }
         vmsig_sub sub = { ws.source_mask, ws.endpoint_mask };
         vmsig_control_subscribe(c->ctl, &sub);
         if (c->dead || !c->ctl) {
@@ -582,7 +603,23 @@ static void conn_ready(void *opaque, uint32_t events)
     if (!c->dead && !c->paused && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
         conn_input(c);
     }
+    partial_deadline(c);
     conn_leave(c);
+}
+
+/* After the handshake the timer is armed only while a frame is half in:
+ * a peer that stops in the middle of a frame gets the same deadline as a
+ * silent handshake (BYE -ETIMEDOUT), never a connection open for ever. */
+static void partial_deadline(sockconn *c)
+{
+    int half = c->state == ST_ATTACHED && !c->dead && vmsig__wire_reader_pending(c->rd) > 0;
+
+    if (half && !c->partial) {
+        arm_timer(c, c->timeout_ms);
+    } else if (!half && c->partial) {
+        disarm_timer(c);
+    }
+    c->partial = half;
 }
 
 static void conn_timer(void *opaque, uint32_t events)
@@ -593,7 +630,14 @@ static void conn_timer(void *opaque, uint32_t events)
         return;
     }
     conn_enter(c);
-    if (c->state == ST_HANDSHAKE) {
+    if (c->state == ST_ATTACHED && c->partial && c->paused) {
+        arm_timer(c, c->timeout_ms); /* we stopped reading, not the peer */
+    } else if (c->state == ST_ATTACHED && c->partial) {
+        char text[sizeof(vmsig_wire_bye)];
+        snprintf(text, sizeof(text), "half-sent frame: %zu bytes and no more within %u ms",
+                 vmsig__wire_reader_pending(c->rd), c->timeout_ms);
+        conn_fail(c, -ETIMEDOUT, text);
+    } else if (c->state == ST_HANDSHAKE) {
         char text[sizeof(vmsig_wire_bye)];
         snprintf(text, sizeof(text), "no HELLO within %u ms", c->timeout_ms);
         conn_fail(c, -ETIMEDOUT, text);

@@ -6,7 +6,11 @@
  *
  * Errors (the same on both sides; docs/protocol.rst "Error replies"):
  *   -EMSGSIZE  declared len > VMSIG_WIRE_MAX_PAYLOAD (refused before reading it)
- *   -EPROTO    unknown kind, kind not allowed in this direction, a kind other
+ *   -EPROTO    unknown kind (except, from a client, one in the command range
+ *              0x1000..0x1fff: framed and passed on, the server answers it
+ *              -EOPNOTSUPP), kind not allowed in this direction, nonzero
+ *              header flags/ts_ns/status from a client, unknown header
+ *              flags from a server, a kind other
  *              than the one the reader expects (vmsig__wire_reader_expect),
  *              descriptors where the frame declares none (or a count that
  *              differs from the declared one), any descriptors from a peer
@@ -21,24 +25,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "vmsig/vmsig_event.h"
+#include "kinds.h"
 
-/* Who may send a kind. */
-#define VMSIG_WIRE_C2S 1u /* client -> server (HELLO, SUBSCRIBE, CMD_*) */
-#define VMSIG_WIRE_S2C 2u /* server -> client (WELCOME, REPLY, BYE, EV_*) */
-
-/* Descriptor rule of a kind. */
-#define VMSIG_WIRE_FDS_NONE   0u /* nfds must be 0 */
-#define VMSIG_WIRE_FDS_MEMCTX 1u /* 0..VMSIG_WIRE_MAX_FDS read-only fds, fd_index < nfds */
-
-/* One row of the validation table. The fixed payload size of a kind is
- * vmsig_kind_payload_size() (event.c); this adds what the wire needs. */
-typedef struct vmsig_wire_kind {
-    uint16_t kind;
-    uint8_t  dir;      /* VMSIG_WIRE_C2S or VMSIG_WIRE_S2C */
-    uint8_t  fds;      /* VMSIG_WIRE_FDS_* */
-    uint32_t tail_max; /* variable bytes allowed after the fixed part; 0 = none */
-} vmsig_wire_kind;
+/* A row of the one kind table (kinds.h). */
+typedef vmsig_kind_row vmsig_wire_kind;
 
 /* Fixed payload bytes of a known kind (vmsig_kind_payload_size). */
 uint32_t vmsig__wire_fixed(const vmsig_wire_kind *k);

@@ -25,7 +25,10 @@
 typedef struct vmsig_client vmsig_client;
 typedef struct vmsig_memmap vmsig_memmap;
 
-#define VMSIG_CLIENT_CONFIG_VERSION 1u
+/* Versions of vmsig_client_config: 1 (up to auto_map), 2 (features_off).
+ * vmsig_client_connect takes every version from 1 to the current one and
+ * reads a field only if the version has it. */
+#define VMSIG_CLIENT_CONFIG_VERSION 2u
 
 /*
  * Events that arrive while vmsig_client_call (or a shorthand, or
@@ -51,12 +54,19 @@ typedef struct vmsig_client_config {
     /* Map every MEMCTX as it arrives and keep the newest as the current map
      * (vmsig_client_memmap). Its fds are then consumed by the client. */
     int auto_map;
+    /* version 2 */
+    uint64_t features_off; /* VMSIG_FEAT_* not to offer in HELLO; 0 = offer all we know */
 } vmsig_client_config;
 
 /* Connect and handshake (blocking, bounded by timeout_ms, also while the
  * server's listen backlog is full). cfg is copied.
+ * HELLO offers VMSIG_FEATURES_KNOWN minus cfg->features_off; the negotiated
+ * set is vmsig_client_welcome()->features.
  * NULL with *err = -ENOENT, -ECONNREFUSED, -EPERM (no grant; token wrong),
- * -EPROTONOSUPPORT (version), -ETIMEDOUT, -EPROTO, -ENOMEM. */
+ * -EINVAL (bad config, or the server refused a HELLO field), -EPROTONOSUPPORT
+ * (major version), -ETIMEDOUT, -EPROTO (malformed answer; also a WELCOME
+ * with features not offered, a nonzero reserved field or a minor above
+ * ours), -ENOMEM. */
 vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err);
 
 /* The server's WELCOME: our principal, grant and effective subscription.
@@ -78,6 +88,10 @@ typedef struct vmsig_msg {
     vmsig_event ev;
     int fds[VMSIG_WIRE_MAX_FDS];
     unsigned nfds;
+    /* Events lost right before this one: ev.seq minus the previous event's
+     * seq minus 1 (the server coalesced or dropped them for a slow reader,
+     * or our own queue replaced a MEMCTX). Filtering never counts. */
+    uint64_t lost;
 } vmsig_msg;
 
 /* Next UP event (events that arrived while waiting for a reply come first).

@@ -76,7 +76,10 @@ typedef struct vmsig_backend_ops {
 
 /* ---- the core ---- */
 
-#define VMSIG_CORE_CONFIG_VERSION 1u
+/* Versions of vmsig_core_config: 1 (up to log_opaque), 2 (features_off).
+ * vmsig_core_new takes every version from 1 to VMSIG_CORE_CONFIG_VERSION and
+ * reads a field only if the version has it (the others are 0). */
+#define VMSIG_CORE_CONFIG_VERSION 2u
 
 typedef struct vmsig_core_config {
     uint32_t version;              /* VMSIG_CORE_CONFIG_VERSION */
@@ -91,6 +94,8 @@ typedef struct vmsig_core_config {
      * -EPROTO bad frame, -EPIPE peer closed, 0 orderly). Optional; for logs. */
     void (*on_detach)(void *opaque, const vmsig_grant *g, int why, const char *text);
     void *log_opaque;
+    /* version 2 */
+    uint64_t features_off; /* VMSIG_FEAT_* socket controls are not offered; 0 = offer all */
 } vmsig_core_config;
 
 /* cfg is copied. NULL on OOM or bad config (*err = -ENOMEM / -EINVAL). */
@@ -258,9 +263,11 @@ vmsig_grants *vmsig_grants_load(const char *path, int *err, char *errbuf, size_t
 /* Same, from a string (for tests and the QEMU default). */
 vmsig_grants *vmsig_grants_parse(const char *text, int *err, char *errbuf, size_t errlen);
 /* Add/replace one entry; uid = (uint32_t)-1 with token NULL sets the default.
- * g->principal is ignored: lookup gives a token's id
- * (0x80000000 | (FNV-1a(token) & 0x7fffffff)) or the peer's own uid.
- * Returns 0, -EINVAL (retired/unknown bit, token over VMSIG_TOKEN_MAX), -ENOMEM. */
+ * g->principal is ignored: lookup gives a token's id (vmsig_token_principal)
+ * or the peer's own uid.
+ * Returns 0, -EINVAL (retired/unknown bit, token over VMSIG_TOKEN_MAX, a uid
+ * >= 0x80000000), -EEXIST (another token of the table has the same id),
+ * -ENOMEM. */
 int vmsig_grants_set(vmsig_grants *t, uint32_t uid, const char *token, const vmsig_grant *g);
 /* Look up a peer: a token match wins, then its uid, then the default.
  * 0 and *out filled, or -EPERM (no entry; a wrong token is -EPERM too). */

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "vmsig_wire.h"
+#include "vmsig_keys.h"
 
 #define VMSIG_DIR_UP   1u /* VM -> control */
 #define VMSIG_DIR_DOWN 2u /* control -> VM */
@@ -23,7 +24,8 @@
 #define VMSIG_SRC_ARB    2u /* VMSIG_EV_ARB; needs CAP_OBSERVE */
 #define VMSIG_SRC_ALL    ((1u << VMSIG_SRC_SEAM) | (1u << VMSIG_SRC_MEMCTX) | (1u << VMSIG_SRC_ARB))
 
-/* Capability bits of a grant. */
+/* Capability bits of a grant. VMSIG_CAPS(X) expands X(NAME, bit) once per
+ * capability: the one list that names, the grants parser and the spec use. */
 #define VMSIG_CAP_OBSERVE   0x1u   /* receive SEAM and ARB events */
 #define VMSIG_CAP_INPUT     0x2u   /* CMD_INPUT */
 #define VMSIG_CAP_LIFECYCLE 0x8u   /* CMD_LIFECYCLE pause/resume/wakeup */
@@ -31,7 +33,21 @@
 #define VMSIG_CAP_VM        0x40u  /* CMD_VM query/stop/cont */
 #define VMSIG_CAP_MEMCTX    0x80u  /* receive MEMCTX (read-only RAM fds) and MEMWRITE_DONE */
 #define VMSIG_CAP_MEMWRITE  0x100u /* CMD_MEMWRITE */
-#define VMSIG_CAP_ALL       0x1ebu
+#define VMSIG_CAPS(X) \
+    X(OBSERVE, VMSIG_CAP_OBSERVE) \
+    X(INPUT, VMSIG_CAP_INPUT) \
+    X(LIFECYCLE, VMSIG_CAP_LIFECYCLE) \
+    X(POWER, VMSIG_CAP_POWER) \
+    X(VM, VMSIG_CAP_VM) \
+    X(MEMCTX, VMSIG_CAP_MEMCTX) \
+    X(MEMWRITE, VMSIG_CAP_MEMWRITE)
+#define VMSIG__CAP_OR(name, bit) | (bit)
+/* Every capability this version knows (what a grant may carry). */
+#define VMSIG_CAP_ALL (0u VMSIG_CAPS(VMSIG__CAP_OR))
+/* What "caps=all" in a grants file means, pinned forever: the capabilities
+ * of protocol 1.0. A capability added later is granted only by its name, so
+ * an old grants file never gains a new privilege on upgrade. */
+#define VMSIG_CAP_ALL_1_0 0x1ebu
 /* Bits of removed capabilities (0x4 CAP_STREAM, 0x10 CAP_MEMREAD): a stale
  * grant carrying them must never alias a new privilege, so they are refused. */
 #define VMSIG_CAP_RETIRED   (0x4u | 0x10u)
@@ -44,7 +60,8 @@ typedef struct vmsig_sub {
 
 /* What a control is allowed: set by the host (grants file, SO_PEERCRED). */
 typedef struct vmsig_grant {
-    uint32_t principal;     /* uid, or a token's id; for auditing and events */
+    uint32_t principal;     /* uid (< 0x80000000), or a token entry's id
+                             * (vmsig_token_principal); for auditing and events */
     uint64_t endpoint_mask; /* VMs it may touch */
     uint32_t caps;          /* VMSIG_CAP_* */
     int32_t  priority;      /* for the priority policy; larger wins */
@@ -57,8 +74,20 @@ typedef struct vmsig_grant {
  */
 int vmsig_grant_check(const vmsig_grant *g);
 
+/*
+ * The principal of a grants-file token entry: 0x80000000 | (FNV-1a-32 of the
+ * token's bytes & 0x7fffffff). A uid entry's principal is the uid itself
+ * (uids >= 0x80000000 are refused), so the two never meet; a grants file in
+ * which two tokens would get the same id is refused. A client maps the
+ * principal in WELCOME, ARB owner/by and MEMWRITE_DONE writer back to a
+ * grants line with this function (or `vmsig-helper grants --check FILE`,
+ * which prints every line's id). 0 for an empty or over-long token.
+ */
+uint32_t vmsig_token_principal(const char *token);
+
 /* Names for logs and the helper ("running", "io-error", "OBSERVE", ...).
- * Never NULL; unknown values give "unknown". */
+ * Never NULL; unknown values give "unknown" (run states and causes this
+ * version does not know give "other"). */
 const char *vmsig_runstate_name(uint32_t rs);
 const char *vmsig_cause_name(uint32_t sc);
 const char *vmsig_kind_name(uint32_t kind);
@@ -79,7 +108,9 @@ typedef struct vmsig_event {
     uint32_t kind;      /* VMSIG_EV_* (UP) or VMSIG_CMD_* (DOWN) */
     uint32_t endpoint;  /* VM it is about */
     uint32_t flags;     /* VMSIG_F_* */
-    uint64_t seq;       /* UP: per-endpoint sequence number, set by the core.
+    uint64_t seq;       /* UP: this control's delivery sequence number (1, 2,
+                         * ...), set by the core for each control it delivers
+                         * to; a gap of N means N events lost (coalesced).
                          * DOWN: the request id (echoed in the reply). */
     uint64_t ts_ns;     /* UP: CLOCK_MONOTONIC ns, set by the core if 0 */
     union {             /* inline payload, by kind */

@@ -20,7 +20,25 @@
 #error "vmsig's wire structs are used in place; only little-endian hosts are supported"
 #endif
 
-#define VMSIG_WIRE_VERSION 1u
+/*
+ * Protocol version. The major version changes only for an incompatible
+ * protocol (none is planned); HELLO with another major is refused with
+ * -EPROTONOSUPPORT. The minor version counts spec revisions that only added
+ * features: the server answers min(client minor, server minor). What a
+ * connection may use is decided by the negotiated feature mask, not by the
+ * minor version (docs/protocol.rst "Negotiation").
+ */
+#define VMSIG_WIRE_MAJOR 1u
+#define VMSIG_WIRE_MINOR 0u
+
+/*
+ * Feature bits (HELLO.features: offered by the client; WELCOME.features: the
+ * intersection with the server's). A feature is used by neither side until
+ * it is in WELCOME.features; bits this header does not name are dropped by
+ * the server and refused by the client library if a server sets them.
+ */
+#define VMSIG_FEAT_VMINFO_HOST (1ull << 0) /* CMD_VM query REPLY carries vmsig_wire_vminfo_host */
+#define VMSIG_FEATURES_KNOWN   (VMSIG_FEAT_VMINFO_HOST)
 
 /* Limits (see docs/protocol.rst "Limits"). */
 #define VMSIG_WIRE_MAX_PAYLOAD   ((1u << 20) + 4096u) /* largest payload after the header */
@@ -62,8 +80,9 @@
 #define VMSIG_CMD_ACQUIRE        0x1006u /* take exclusive (endpoint, class) */
 #define VMSIG_CMD_RELEASE        0x1007u /* give it back */
 
-/* Frame header flags. */
+/* Frame header flags (server -> client only; a client frame's flags are 0). */
 #define VMSIG_F_SNAPSHOT 0x01u /* UP event re-sent as current state to a new subscriber */
+#define VMSIG_F_KNOWN    (VMSIG_F_SNAPSHOT)
 
 /*
  * Every frame: this header, then exactly `len` payload bytes, with exactly
@@ -75,9 +94,12 @@ typedef struct vmsig_wire_hdr {
     uint8_t  nfds;     /* descriptors attached to this frame */
     uint8_t  flags;    /* VMSIG_F_* */
     uint32_t len;      /* payload bytes after the header, <= VMSIG_WIRE_MAX_PAYLOAD */
-    uint64_t id;       /* command/REPLY: request id; UP event: per-endpoint seq */
+    uint64_t id;       /* command/REPLY/HELLO/WELCOME/BYE: request id (BYE: 0);
+                        * UP event: this control's delivery sequence number,
+                        * 1, 2, 3, ...: a gap of N means N events lost */
     uint64_t ts_ns;    /* UP event: CLOCK_MONOTONIC ns when it happened; else 0 */
-    uint32_t endpoint; /* VM the frame is about */
+    uint32_t endpoint; /* VM the frame is about; 0 for HELLO/WELCOME/BYE/SUBSCRIBE/NOP
+                        * unless a command names one */
     int32_t  status;   /* REPLY/BYE: 0 or a negative errno; else 0 */
 } vmsig_wire_hdr;
 _Static_assert(sizeof(vmsig_wire_hdr) == 32, "wire header size");
@@ -93,16 +115,19 @@ typedef struct vmsig_wire_sub {
 _Static_assert(sizeof(vmsig_wire_sub) == 16, "sub size");
 
 typedef struct vmsig_wire_hello {
-    uint32_t version;               /* VMSIG_WIRE_VERSION */
+    uint16_t major;                 /* VMSIG_WIRE_MAJOR */
+    uint16_t minor;                 /* the client's VMSIG_WIRE_MINOR */
     uint32_t flags;                 /* 0 */
+    uint64_t features;              /* VMSIG_FEAT_* the client can use */
     vmsig_wire_sub sub;             /* requested subscription */
     char     token[VMSIG_TOKEN_MAX];/* optional, NUL padded; empty = identify by uid */
 } vmsig_wire_hello;
-_Static_assert(sizeof(vmsig_wire_hello) == 88, "hello size");
+_Static_assert(sizeof(vmsig_wire_hello) == 96, "hello size");
 
 typedef struct vmsig_wire_welcome {
-    uint32_t version;        /* VMSIG_WIRE_VERSION */
-    uint32_t principal;      /* who the server thinks we are */
+    uint16_t major;          /* VMSIG_WIRE_MAJOR */
+    uint16_t minor;          /* min(HELLO minor, the server's) */
+    uint32_t principal;      /* who the server thinks we are (docs: "Principals") */
     uint64_t endpoint_mask;  /* grant: VMs we may touch */
     uint32_t caps;           /* grant: VMSIG_CAP_* */
     int32_t  priority;       /* grant: used by the priority policy */
@@ -111,8 +136,9 @@ typedef struct vmsig_wire_welcome {
     uint32_t max_fds;        /* VMSIG_WIRE_MAX_FDS */
     uint32_t queue_limit;    /* frames queued for us before coalescing/BYE */
     uint32_t reserved;       /* 0 */
+    uint64_t features;       /* negotiated: HELLO features & the server's */
 } vmsig_wire_welcome;
-_Static_assert(sizeof(vmsig_wire_welcome) == 56, "welcome size");
+_Static_assert(sizeof(vmsig_wire_welcome) == 64, "welcome size");
 
 /* BYE: status says why (e.g. -ENOBUFS slow reader, -ESHUTDOWN server going
  * away, -ETIMEDOUT handshake); text (NUL padded) says it in words. */
@@ -123,7 +149,9 @@ _Static_assert(sizeof(vmsig_wire_bye) == 120, "bye size");
 
 /* ---- UP SEAM ---- */
 
-/* Run states mirror QEMU's QAPI RunState, in its order. */
+/* Run states: vmsig's own numbers (the QEMU glue maps QEMU's RunState to
+ * them; a state it does not know is VMSIG_RS_OTHER). New states get new
+ * numbers at the end; a client shows an unknown number as "other". */
 #define VMSIG_RS_DEBUG          0u
 #define VMSIG_RS_INMIGRATE      1u
 #define VMSIG_RS_INTERNAL_ERROR 2u
@@ -140,9 +168,11 @@ _Static_assert(sizeof(vmsig_wire_bye) == 120, "bye size");
 #define VMSIG_RS_WATCHDOG       13u
 #define VMSIG_RS_GUEST_PANICKED 14u
 #define VMSIG_RS_COLO           15u
-#define VMSIG_RS__COUNT         16u
+#define VMSIG_RS_OTHER          16u /* a state this vmsig does not know */
+#define VMSIG_RS__COUNT         17u
 
-/* Shutdown/reset causes mirror QEMU's QAPI ShutdownCause, in its order. */
+/* Shutdown/reset causes: vmsig's own numbers, mapped from QEMU's
+ * ShutdownCause by the glue; one it does not know is VMSIG_SC_OTHER. */
 #define VMSIG_SC_NONE                  0u
 #define VMSIG_SC_HOST_ERROR            1u
 #define VMSIG_SC_HOST_QMP_QUIT         2u
@@ -154,7 +184,8 @@ _Static_assert(sizeof(vmsig_wire_bye) == 120, "bye size");
 #define VMSIG_SC_GUEST_PANIC           8u
 #define VMSIG_SC_SUBSYSTEM_RESET       9u
 #define VMSIG_SC_SNAPSHOT_LOAD         10u
-#define VMSIG_SC__COUNT                11u
+#define VMSIG_SC_OTHER                 11u /* a cause this vmsig does not know */
+#define VMSIG_SC__COUNT                12u
 
 /* Payload of every VMSIG_EV_RUNSTATE/RESET/POWERDOWN/SUSPEND/WAKEUP/SHUTDOWN. */
 typedef struct vmsig_wire_seam {
@@ -173,7 +204,7 @@ typedef struct vmsig_wire_memseg {
     uint64_t size;     /* bytes */
     uint64_t offset;   /* offset in the fd */
     uint32_t fd_index; /* index into the frame's fds */
-    uint32_t flags;    /* 0 */
+    uint32_t flags;    /* 0 (a client refuses a map with other flags: -EPROTO) */
 } vmsig_wire_memseg;
 _Static_assert(sizeof(vmsig_wire_memseg) == 32, "memseg size");
 
@@ -197,7 +228,7 @@ typedef struct vmsig_wire_memwrite_done {
     uint64_t len;
     uint64_t generation; /* map the write was validated against */
     uint32_t writer;     /* principal of the control that wrote */
-    uint32_t reserved;
+    uint32_t reserved;   /* 0 */
 } vmsig_wire_memwrite_done;
 _Static_assert(sizeof(vmsig_wire_memwrite_done) == 32, "memwrite_done size");
 
@@ -240,7 +271,7 @@ _Static_assert(sizeof(vmsig_wire_arb) == 16, "arb size");
 /* Payload of CMD_VM, CMD_LIFECYCLE, CMD_POWER, CMD_ACQUIRE, CMD_RELEASE. */
 typedef struct vmsig_wire_cmd {
     uint32_t op;  /* VMSIG_VM_*, VMSIG_LC_*, VMSIG_PWR_*; ACQUIRE/RELEASE: VMSIG_CLASS_* */
-    uint32_t arg; /* 0 */
+    uint32_t arg; /* 0 (reserved: -EINVAL otherwise) */
 } vmsig_wire_cmd;
 _Static_assert(sizeof(vmsig_wire_cmd) == 8, "cmd size");
 
@@ -250,18 +281,45 @@ typedef struct vmsig_wire_vminfo {
     uint32_t running;
     uint32_t vcpus;
     uint32_t endpoint;
-    uint64_t ram_size;    /* bytes */
+    uint64_t ram_size;    /* bytes of guest RAM the machine was given (-m), the
+                           * same number as MEMCTX ram_size whenever the map is
+                           * available and no DIMM is hotplugged */
     uint64_t memctx_gen;  /* current MEMCTX generation, 0 if none */
     char     version[32]; /* QEMU version, NUL padded */
     char     name[32];    /* VM name (-name), NUL padded */
 } vmsig_wire_vminfo;
 _Static_assert(sizeof(vmsig_wire_vminfo) == 96, "vminfo size");
 
-#define VMSIG_INPUT_KEY  1u /* code = QKeyCode (QEMU qcode number), value = 1 down / 0 up */
-#define VMSIG_INPUT_BTN  2u /* code = InputButton (0 left, 1 middle, 2 right, ...), value = 1/0 */
-#define VMSIG_INPUT_REL  3u /* code = axis (0 x, 1 y), value = delta */
-#define VMSIG_INPUT_ABS  4u /* code = axis, value = 0..32767 */
-#define VMSIG_INPUT_TEXT 5u /* text follows the struct (len bytes of US-ASCII) */
+/* With VMSIG_FEAT_VMINFO_HOST, follows vmsig_wire_vminfo in the REPLY body. */
+typedef struct vmsig_wire_vminfo_host {
+    uint32_t pid;        /* QEMU's process id (for /proc/<pid>, perf, gdb) */
+    uint32_t reserved;   /* 0 */
+    char     accel[16];  /* accelerator: "tcg", "kvm", "qtest", ... NUL padded */
+    uint8_t  uuid[16];   /* -uuid, all zero if none was given */
+} vmsig_wire_vminfo_host;
+_Static_assert(sizeof(vmsig_wire_vminfo_host) == 40, "vminfo_host size");
+
+#define VMSIG_INPUT_KEY  1u /* code = VMSIG_KEY_* (vmsig_keys.h), value = 1 down / 0 up */
+#define VMSIG_INPUT_BTN  2u /* code = VMSIG_BTN_*, value = 1 down / 0 up */
+#define VMSIG_INPUT_REL  3u /* code = VMSIG_AXIS_*, value = delta */
+#define VMSIG_INPUT_ABS  4u /* code = VMSIG_AXIS_*, value = 0..32767 */
+#define VMSIG_INPUT_TEXT 5u /* text follows the struct (len bytes of US-ASCII); code, value 0 */
+
+/* Pointer buttons: vmsig's own numbers. */
+#define VMSIG_BTN_LEFT        0u
+#define VMSIG_BTN_MIDDLE      1u
+#define VMSIG_BTN_RIGHT       2u
+#define VMSIG_BTN_WHEEL_UP    3u
+#define VMSIG_BTN_WHEEL_DOWN  4u
+#define VMSIG_BTN_SIDE        5u
+#define VMSIG_BTN_EXTRA       6u
+#define VMSIG_BTN__COUNT      7u
+
+/* Pointer axes. */
+#define VMSIG_AXIS_X 0u
+#define VMSIG_AXIS_Y 1u
+
+#define VMSIG_ABS_MAX 32767 /* INPUT_ABS values are 0..VMSIG_ABS_MAX */
 
 /* CMD_INPUT payload: this struct, then `len` bytes of text for INPUT_TEXT. */
 typedef struct vmsig_wire_input {
@@ -275,7 +333,8 @@ _Static_assert(sizeof(vmsig_wire_input) == 16, "input size");
 /* CMD_MEMWRITE payload: this struct, then `len` data bytes (<= VMSIG_MEMWRITE_MAX). */
 typedef struct vmsig_wire_memwrite {
     uint64_t gpa;
-    uint64_t len;
+    uint32_t len;   /* data bytes that follow, 1..VMSIG_MEMWRITE_MAX */
+    uint32_t flags; /* 0 (reserved: -EINVAL otherwise) */
 } vmsig_wire_memwrite;
 _Static_assert(sizeof(vmsig_wire_memwrite) == 16, "memwrite size");
 

@@ -144,7 +144,9 @@ static void test_handshake(void)
     g_assert_nonnull(c);
     g_assert_cmpint(err, ==, 0);
     const vmsig_wire_welcome *w = vmsig_client_welcome(c);
-    g_assert_cmpuint(w->version, ==, VMSIG_WIRE_VERSION);
+    g_assert_cmpuint(w->major, ==, VMSIG_WIRE_MAJOR);
+    g_assert_cmpuint(w->minor, ==, VMSIG_WIRE_MINOR);
+    g_assert_cmphex(w->features, ==, VMSIG_FEATURES_KNOWN);
     g_assert_cmpuint(w->principal, ==, getuid());
     g_assert_cmpuint(w->endpoint_mask, ==, 3);
     g_assert_cmpuint(w->caps, ==, VMSIG_CAP_OBSERVE | VMSIG_CAP_VM | VMSIG_CAP_INPUT | VMSIG_CAP_LIFECYCLE);
@@ -422,7 +424,7 @@ static gpointer raw_serve(gpointer data)
     vmsig_wire_hdr h;
     if (raw_read_frame(r, cfd, &h) == 0) {
         g_assert_cmpuint(h.kind, ==, VMSIG_MSG_HELLO);
-        vmsig_wire_welcome w = { .version = VMSIG_WIRE_VERSION, .endpoint_mask = ~0ull,
+        vmsig_wire_welcome w = { .major = VMSIG_WIRE_MAJOR, .endpoint_mask = ~0ull,
                                  .caps = VMSIG_CAP_ALL, .max_payload = VMSIG_WIRE_MAX_PAYLOAD,
                                  .max_fds = VMSIG_WIRE_MAX_FDS, .queue_limit = 256 };
         if (raw_frame(r, cfd, VMSIG_MSG_WELCOME, 0, 0, &w, sizeof(w), NULL, 0) == 0) {

@@ -487,28 +487,54 @@ static void test_filter_effective_sub(void)
 
 /* ================= sequence numbers ================= */
 
-static void test_seq_per_endpoint(void)
+/* Delivery seqs count per control: a narrow subscription sees 1, 2, 3 with
+ * no gaps (filtering is not loss), a wide one sees every event, 1..n. */
+static void test_seq_per_control(void)
 {
     fixture f;
-    rec *r;
+    rec *wide, *narrow, *seam0;
     const uint32_t eps[] = { 0, 1, 0, 0, 1, 5 };
-    const uint64_t want[] = { 1, 1, 2, 3, 2, 1 };
 
     fx_init(&f, vmsig_arb_deny);
-    r = rec_new(&f, mkgrant(1, VMSIG_CAP_ALL, ALL_EPS, 0), 0, 0);
+    wide = rec_new(&f, mkgrant(1, VMSIG_CAP_ALL, ALL_EPS, 0), 0, 0);
+    narrow = rec_new(&f, mkgrant(2, VMSIG_CAP_ALL, ALL_EPS, 0), VMSIG_SRC_ALL, 1ull << 0);
+    /* endpoint 0 only, and SEAM only: the ARB source is filtered too */
+    seam0 = rec_new(&f, mkgrant(3, VMSIG_CAP_ALL, 0x1, 0), 1u << VMSIG_SRC_SEAM, ~0ull);
     for (unsigned i = 0; i < G_N_ELEMENTS(eps); i++) {
         publish_kind(&f, i % 2 ? VMSIG_EV_RESET : VMSIG_EV_RUNSTATE, eps[i]);
     }
-    g_assert_cmpuint(r->evs->len, ==, G_N_ELEMENTS(eps));
+    g_assert_cmpuint(wide->evs->len, ==, G_N_ELEMENTS(eps));
     for (unsigned i = 0; i < G_N_ELEMENTS(eps); i++) {
-        const vmsig_event *ev = rec_at(r, i);
+        const vmsig_event *ev = rec_at(wide, i);
         g_assert_cmpuint(ev->endpoint, ==, eps[i]);
-        g_assert_cmpuint(ev->seq, ==, want[i]);
+        g_assert_cmpuint(ev->seq, ==, i + 1);
         g_assert_cmpuint(ev->dir, ==, VMSIG_DIR_UP);
         g_assert_cmpuint(ev->ts_ns, !=, 0);
         g_assert_cmpuint(ev->flags & VMSIG_F_SNAPSHOT, ==, 0);
     }
-    rec_free(r);
+    g_assert_cmpuint(narrow->evs->len, ==, 3);
+    g_assert_cmpuint(seam0->evs->len, ==, 3);
+    for (unsigned i = 0; i < 3; i++) {
+        g_assert_cmpuint(rec_at(narrow, i)->endpoint, ==, 0);
+        g_assert_cmpuint(rec_at(narrow, i)->seq, ==, i + 1);
+        g_assert_cmpuint(rec_at(seam0, i)->seq, ==, i + 1);
+    }
+    /* A control attached now starts at 1 with its snapshot (the RUNSTATEs of
+     * endpoints 0 and 1). */
+    rec *late = rec_new(&f, mkgrant(4, VMSIG_CAP_ALL, ALL_EPS, 0), 0, 0);
+    g_assert_cmpuint(late->evs->len, ==, 2);
+    for (unsigned i = 0; i < 2; i++) {
+        g_assert_cmpuint(rec_at(late, i)->seq, ==, i + 1);
+        g_assert_cmpuint(rec_at(late, i)->flags & VMSIG_F_SNAPSHOT, ==, VMSIG_F_SNAPSHOT);
+    }
+    publish_kind(&f, VMSIG_EV_RUNSTATE, 1);
+    g_assert_cmpuint(rec_at(late, 2)->seq, ==, 3);
+    g_assert_cmpuint(rec_at(wide, 6)->seq, ==, 7);
+    g_assert_cmpuint(narrow->evs->len, ==, 3);
+    rec_free(late);
+    rec_free(seam0);
+    rec_free(narrow);
+    rec_free(wide);
     vmsig_core_free(f.core);
 }
 
@@ -542,9 +568,9 @@ static void test_snapshot_on_attach(void)
     fx_init(&f, vmsig_arb_deny);
     vm_set_state(&f.vm, 2, VMSIG_RS_PAUSED);
     vm_set_state(&f.vm, 0, VMSIG_RS_PAUSED);
-    vm_set_state(&f.vm, 0, VMSIG_RS_RUNNING);   /* ep0 seq 2 */
-    publish_kind(&f, VMSIG_EV_RESET, 2);         /* ep2 seq 2, not a state */
-    publish_map(&f, 0, ro, 8192);                /* ep0 seq 3 */
+    vm_set_state(&f.vm, 0, VMSIG_RS_RUNNING);
+    publish_kind(&f, VMSIG_EV_RESET, 2);         /* not a state: no snapshot */
+    publish_map(&f, 0, ro, 8192);
     close(ro);                                   /* the core keeps its own dup */
 
     r = rec_new(&f, mkgrant(1, VMSIG_CAP_ALL, ALL_EPS, 0), 0, 0);
@@ -553,7 +579,7 @@ static void test_snapshot_on_attach(void)
     g_assert_cmpuint(ev->kind, ==, VMSIG_EV_RUNSTATE);
     g_assert_cmpuint(ev->endpoint, ==, 0);
     g_assert_cmpuint(ev->flags, ==, VMSIG_F_SNAPSHOT);
-    g_assert_cmpuint(ev->seq, ==, 3);
+    g_assert_cmpuint(ev->seq, ==, 1); /* this control's first delivery */
     g_assert_cmpuint(ev->u.seam.state, ==, VMSIG_RS_RUNNING);
     g_assert_cmpuint(ev->u.seam.running, ==, 1);
     ev = rec_at(r, 1);
@@ -752,9 +778,40 @@ static void test_submit_einval(void)
     memset(text, 'a', sizeof(text));
     fx_init(&f, vmsig_arb_deny);
     r = rec_new(&f, mkgrant(1, VMSIG_CAP_ALL, ALL_EPS, 0), 0, 0);
-    g_assert_cmpint(send_cmd(r, 0x1999, 0, 0), ==, -EINVAL);
-    g_assert_cmpint(send_cmd(r, VMSIG_EV_RUNSTATE, 0, 0), ==, -EINVAL);
-    g_assert_cmpint(send_cmd(r, VMSIG_MSG_HELLO, 0, 0), ==, -EINVAL);
+    /* Kinds that are not commands this core knows: not supported. */
+    g_assert_cmpint(send_cmd(r, 0x1999, 0, 0), ==, -EOPNOTSUPP);
+    g_assert_cmpint(send_cmd(r, VMSIG_EV_RUNSTATE, 0, 0), ==, -EOPNOTSUPP);
+    g_assert_cmpint(send_cmd(r, VMSIG_MSG_HELLO, 0, 0), ==, -EOPNOTSUPP);
+    /* Reserved fields must be 0. */
+    c = mkcmd(VMSIG_CMD_VM, 0, VMSIG_VM_QUERY);
+    c.u.cmd.arg = 1;
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, NULL), ==, -EINVAL);
+    c = mkcmd(VMSIG_CMD_ACQUIRE, 0, VMSIG_CLASS_INPUT);
+    c.u.cmd.arg = 0x80000000u;
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, NULL), ==, -EINVAL);
+    c = mkcmd(VMSIG_CMD_INPUT, 0, 0);
+    c.u.input = (vmsig_wire_input){ .op = VMSIG_INPUT_TEXT, .code = 1, .len = 1 };
+    c.ool = "a";
+    c.ool_len = 1;
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, NULL), ==, -EINVAL);
+    c.u.input = (vmsig_wire_input){ .op = VMSIG_INPUT_TEXT, .value = 1, .len = 1 };
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, NULL), ==, -EINVAL);
+    c = mkcmd(VMSIG_CMD_MEMWRITE, 0, 0);
+    c.u.memwrite = (vmsig_wire_memwrite){ .gpa = 0x1000, .len = 1, .flags = 1 };
+    c.ool = "a";
+    c.ool_len = 1;
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, NULL), ==, -EINVAL);
+    /* Values outside what an op means. */
+    c = mkcmd(VMSIG_CMD_INPUT, 0, 0);
+    c.u.input = (vmsig_wire_input){ .op = VMSIG_INPUT_KEY, .code = 30, .value = 2 };
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, NULL), ==, -EINVAL);
+    c.u.input = (vmsig_wire_input){ .op = VMSIG_INPUT_BTN, .code = VMSIG_BTN__COUNT, .value = 1 };
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, NULL), ==, -EINVAL);
+    c.u.input = (vmsig_wire_input){ .op = VMSIG_INPUT_ABS, .code = VMSIG_AXIS_X,
+                                    .value = VMSIG_ABS_MAX + 1 };
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, NULL), ==, -EINVAL);
+    c.u.input = (vmsig_wire_input){ .op = VMSIG_INPUT_REL, .code = 2, .value = 5 };
+    g_assert_cmpint(vmsig_inproc_send(r->ic, &c, NULL), ==, -EINVAL);
     g_assert_cmpint(send_cmd(r, VMSIG_CMD_VM, 0, 0), ==, -EINVAL);
     g_assert_cmpint(send_cmd(r, VMSIG_CMD_VM, 0, 4), ==, -EINVAL);
     g_assert_cmpint(send_cmd(r, VMSIG_CMD_LIFECYCLE, 0, 9), ==, -EINVAL);
@@ -1350,7 +1407,7 @@ int main(int argc, char **argv)
     g_test_add_func("/core/filter/sources", test_filter_sources);
     g_test_add_func("/core/filter/endpoints", test_filter_endpoints);
     g_test_add_func("/core/filter/effective-sub", test_filter_effective_sub);
-    g_test_add_func("/core/seq/per-endpoint", test_seq_per_endpoint);
+    g_test_add_func("/core/seq/per-control", test_seq_per_control);
     g_test_add_func("/core/publish/einval", test_publish_einval);
     g_test_add_func("/core/publish/from-deliver", test_publish_from_deliver);
     g_test_add_func("/core/snapshot/on-attach", test_snapshot_on_attach);

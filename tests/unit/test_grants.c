@@ -228,7 +228,9 @@ static void test_grant_check_and_names(void)
 
     g_assert_cmpstr(vmsig_runstate_name(VMSIG_RS_IO_ERROR), ==, "io-error");
     g_assert_cmpstr(vmsig_runstate_name(VMSIG_RS_RUNNING), ==, "running");
-    g_assert_cmpstr(vmsig_runstate_name(999), ==, "unknown");
+    g_assert_cmpstr(vmsig_runstate_name(999), ==, "other");
+    g_assert_cmpstr(vmsig_runstate_name(VMSIG_RS_OTHER), ==, "other");
+    g_assert_cmpstr(vmsig_cause_name(VMSIG_SC__COUNT + 5), ==, "other");
     g_assert_cmpstr(vmsig_cause_name(VMSIG_SC_GUEST_RESET), ==, "guest-reset");
     g_assert_cmpstr(vmsig_cap_name(VMSIG_CAP_OBSERVE), ==, "OBSERVE");
     g_assert_cmpstr(vmsig_cap_name(0x4), ==, "unknown");
@@ -246,8 +248,8 @@ static void test_grant_check_and_names(void)
     g_assert_cmpint(vmsig_kind_payload_size(VMSIG_CMD_RELEASE), ==, 8);
     g_assert_cmpint(vmsig_kind_payload_size(VMSIG_CMD_INPUT), ==, 16);
     g_assert_cmpint(vmsig_kind_payload_size(VMSIG_CMD_MEMWRITE), ==, 16);
-    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_HELLO), ==, 88);
-    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_WELCOME), ==, 56);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_HELLO), ==, 96);
+    g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_WELCOME), ==, 64);
     g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_BYE), ==, 120);
     g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_SUBSCRIBE), ==, 16);
     g_assert_cmpint(vmsig_kind_payload_size(VMSIG_MSG_REPLY), ==, 0);

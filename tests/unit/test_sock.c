@@ -258,7 +258,9 @@ static vmsig_wire_hello mkhello(const char *token)
 {
     vmsig_wire_hello h;
     memset(&h, 0, sizeof(h));
-    h.version = VMSIG_WIRE_VERSION;
+    h.major = VMSIG_WIRE_MAJOR;
+    h.minor = VMSIG_WIRE_MINOR;
+    h.features = VMSIG_FEATURES_KNOWN;
     h.sub.source_mask = VMSIG_SRC_ALL;
     h.sub.endpoint_mask = ~0ull;
     if (token) {
@@ -579,7 +581,7 @@ static void test_wrong_version(fx *f, gconstpointer d)
     peer p;
     peer_connect(f, &p);
     vmsig_wire_hello h = mkhello(NULL);
-    h.version = 99;
+    h.major = 99;
     peer_frame(f, &p, VMSIG_MSG_HELLO, 42, 0, &h, sizeof(h));
     vmsig_wire_frame fr;
     uint8_t pl[2048];

@@ -388,7 +388,7 @@ static void test_reader_expect(void)
     /* The expected kind passes; after expect(0) any client kind does. */
     r = vmsig__wire_reader_new(VMSIG_WIRE_C2S);
     vmsig__wire_reader_expect(r, VMSIG_MSG_HELLO);
-    vmsig_wire_hello hello = { .version = VMSIG_WIRE_VERSION };
+    vmsig_wire_hello hello = { .major = VMSIG_WIRE_MAJOR };
     h = (vmsig_wire_hdr){ .kind = VMSIG_MSG_HELLO, .len = sizeof(hello), .id = 1 };
     g_assert_cmpint(write(sv[0], &h, sizeof(h)), ==, sizeof(h));
     g_assert_cmpint(write(sv[0], &hello, sizeof(hello)), ==, sizeof(hello));

@@ -1,0 +1,51 @@
+/*
+ * kinds.h - the one table of frame kinds (internal to lib/). Each row says,
+ * for one kind: its name, who sends it, its descriptor rule, the size of its
+ * fixed payload and the cap of its variable tail, the event source and the
+ * capability it needs, its exclusive class and the feature that enables it.
+ * The codec (wire.c), the core's checks (core.c), the names (event.c, which
+ * the helper prints) all read this table; docs/protocol.rst lists the same
+ * rows, and tests/unit/test_wire.c checks the table against the spec's rules.
+ */
+#ifndef VMSIG_LIB_KINDS_H
+#define VMSIG_LIB_KINDS_H
+
+#include <stdint.h>
+#include "vmsig/vmsig_event.h"
+
+/* Who may send a kind. */
+#define VMSIG_WIRE_C2S 1u /* client -> server (HELLO, SUBSCRIBE, CMD_*) */
+#define VMSIG_WIRE_S2C 2u /* server -> client (WELCOME, REPLY, BYE, EV_*) */
+
+/* Descriptor rule of a kind. */
+#define VMSIG_WIRE_FDS_NONE   0u /* nfds must be 0 */
+#define VMSIG_WIRE_FDS_MEMCTX 1u /* 0..VMSIG_WIRE_MAX_FDS read-only fds, fd_index < nfds */
+
+#define VMSIG_SRC_NONE 0xffu /* not an UP event */
+
+typedef struct vmsig_kind_row {
+    uint16_t kind;
+    uint8_t  dir;      /* VMSIG_WIRE_C2S or VMSIG_WIRE_S2C */
+    uint8_t  fds;      /* VMSIG_WIRE_FDS_* */
+    uint32_t fixed;    /* fixed payload bytes */
+    uint32_t tail_max; /* variable bytes allowed after the fixed part; 0 = none */
+    uint8_t  source;   /* UP: VMSIG_SRC_*; else VMSIG_SRC_NONE */
+    uint32_t cap;      /* UP: needed to receive; CMD: needed to send (any bit;
+                        * ACQUIRE/RELEASE: by class, vmsig_class_caps); 0 none */
+    uint32_t cls;      /* CMD: exclusive class (CMD_VM: not for query); 0 none */
+    uint64_t feature;  /* VMSIG_FEAT_* that must be negotiated; 0 = base protocol */
+    const char *name;
+} vmsig_kind_row;
+
+/* The row of a kind, NULL if unknown. */
+const vmsig_kind_row *vmsig__kind(uint32_t kind);
+/* The whole table. */
+const vmsig_kind_row *vmsig__kinds(unsigned *n);
+
+/* 1 if kind is in the DOWN command range (0x1000..0x1fff), known or not. */
+static inline int vmsig__kind_is_cmd_range(uint32_t kind)
+{
+    return (kind & 0xf000u) == 0x1000u;
+}
+
+#endif /* VMSIG_LIB_KINDS_H */
