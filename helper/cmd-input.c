@@ -10,53 +10,25 @@
 
 #include "helper.h"
 
-/* The numbers are QEMU's own (VMSIG_INPUT_KEY carries a QKeyCode): keep this
- * table in QAPI order, entries are never renumbered upstream. */
-/* QEMU 7.2 QKeyCode (qapi/ui.json), in enum order: a qcode's number is its index. */
-static const char *const qcode_names[] = {
-    "unmapped", "shift", "shift_r", "alt", "alt_r", "ctrl", "ctrl_r", "menu",
-    "esc", "1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "minus", "equal",
-    "backspace", "tab", "q", "w", "e", "r", "t", "y", "u", "i", "o", "p", "bracket_left",
-    "bracket_right", "ret", "a", "s", "d", "f", "g", "h", "j", "k", "l", "semicolon",
-    "apostrophe", "grave_accent", "backslash", "z", "x", "c", "v", "b", "n", "m", "comma",
-    "dot", "slash", "asterisk", "spc", "caps_lock", "f1", "f2", "f3", "f4", "f5", "f6",
-    "f7", "f8", "f9", "f10", "num_lock", "scroll_lock", "kp_divide", "kp_multiply",
-    "kp_subtract", "kp_add", "kp_enter", "kp_decimal", "sysrq", "kp_0", "kp_1", "kp_2",
-    "kp_3", "kp_4", "kp_5", "kp_6", "kp_7", "kp_8", "kp_9", "less", "f11", "f12", "print",
-    "home", "pgup", "pgdn", "end", "left", "up", "down", "right", "insert", "delete",
-    "stop", "again", "props", "undo", "front", "copy", "open", "paste", "find", "cut",
-    "lf", "help", "meta_l", "meta_r", "compose", "pause", "ro", "hiragana", "henkan",
-    "yen", "muhenkan", "katakanahiragana", "kp_comma", "kp_equals", "power", "sleep",
-    "wake", "audionext", "audioprev", "audiostop", "audioplay", "audiomute", "volumeup",
-    "volumedown", "mediaselect", "mail", "calculator", "computer", "ac_home", "ac_back",
-    "ac_forward", "ac_refresh", "ac_bookmarks", "lang1", "lang2",
-};
-#define NQCODES (sizeof(qcode_names) / sizeof(qcode_names[0]))
-_Static_assert(NQCODES == 150, "QEMU 7.2 has 150 QKeyCode values");
-
-/* Friendly names people type; QEMU's own names always work. */
+/* Key codes are vmsig's own (Linux input codes, include/vmsig/vmsig_keys.h),
+ * named with QEMU's qcode spellings; these are friendlier names people type. */
 static const struct {
-    const char *alias, *qcode;
-} qcode_aliases[] = {
+    const char *alias, *name;
+} key_aliases[] = {
     { "enter", "ret" }, { "return", "ret" }, { "space", "spc" }, { "escape", "esc" },
     { "del", "delete" }, { "control", "ctrl" }, { "win", "meta_l" }, { "super", "meta_l" },
     { "pageup", "pgup" }, { "pagedown", "pgdn" }, { "capslock", "caps_lock" },
 };
 
-static int qcode_by_name(const char *s)
+static int key_by_name(const char *s)
 {
-    for (size_t i = 0; i < sizeof(qcode_aliases) / sizeof(qcode_aliases[0]); i++) {
-        if (!strcasecmp(s, qcode_aliases[i].alias)) {
-            s = qcode_aliases[i].qcode;
+    for (size_t i = 0; i < sizeof(key_aliases) / sizeof(key_aliases[0]); i++) {
+        if (!strcasecmp(s, key_aliases[i].alias)) {
+            s = key_aliases[i].name;
             break;
         }
     }
-    for (size_t i = 1; i < NQCODES; i++) {
-        if (!strcasecmp(s, qcode_names[i])) {
-            return (int)i;
-        }
-    }
-    return -1;
+    return vmsig_key_by_name(s);
 }
 
 static int usable(const hconn *h)
@@ -123,9 +95,9 @@ int cmd_key(int argc, char **argv)
 
     while ((opt = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
         if (opt == 'l') {
-            for (size_t i = 1; i < NQCODES; i++) {
-                printf("%3zu %s\n", i, qcode_names[i]);
-            }
+#define KEY_LINE(name, code) printf("%3u %s\n", (unsigned)(code), #name);
+            VMSIG_KEYS(KEY_LINE)
+#undef KEY_LINE
             return EX_OK;
         }
         if (opt != 'H' || parse_u64(optarg, &hold) < 0 || hold > 60000) {
@@ -133,7 +105,7 @@ int cmd_key(int argc, char **argv)
         }
     }
     if (optind >= argc) {
-        return usage_error("key", "expected QCODE... (e.g. ret, a, ctrl-alt-delete)");
+        return usage_error("key", "expected KEY... (e.g. ret, a, ctrl-alt-delete)");
     }
     /* Each argument is a combo: press all in order, release in reverse. */
     unsigned cap = 0, n = 0;
@@ -148,9 +120,9 @@ int cmd_key(int argc, char **argv)
         char *combo = strdup(argv[i]), *save = NULL;
         int codes[64], nc = 0;
         for (char *t = strtok_r(combo, "-+", &save); t; t = strtok_r(NULL, "-+", &save)) {
-            int q = qcode_by_name(t);
+            int q = key_by_name(t);
             if (q < 0 || nc == 64) {
-                usage_error("key", "unknown qcode '%s' (see key --list)", t);
+                usage_error("key", "unknown key '%s' (see key --list)", t);
                 free(combo);
                 free(in);
                 return EX_USAGE;

@@ -32,9 +32,9 @@ static void print_json(const hconn *h, const vmsig_msg *m)
         snprintf(kbuf, sizeof(kbuf), "0x%04x", ev->kind);
         kind = kbuf;
     }
-    printf("{\"socket\":%s,\"seq\":%" PRIu64 ",\"ep\":%u,\"ts_ns\":%" PRIu64
+    printf("{\"socket\":%s,\"seq\":%" PRIu64 ",\"lost\":%" PRIu64 ",\"ep\":%u,\"ts_ns\":%" PRIu64
            ",\"kind\":%s,\"snapshot\":%s",
-           jstr(h->path), ev->seq, ev->endpoint, ev->ts_ns, jstr(kind),
+           jstr(h->path), ev->seq, m->lost, ev->endpoint, ev->ts_ns, jstr(kind),
            ev->flags & VMSIG_F_SNAPSHOT ? "true" : "false");
     switch (ev->kind) {
     case VMSIG_EV_RUNSTATE: case VMSIG_EV_RESET: case VMSIG_EV_POWERDOWN:
@@ -91,6 +91,11 @@ void print_event(const hconn *h, const vmsig_msg *m)
         print_json(h, m);
         fflush(stdout);
         return;
+    }
+    if (m->lost) {
+        /* A gap in this control's delivery seq: the server coalesced them. */
+        out(h, "seq=%" PRIu64 " LOST %" PRIu64 " event%s before this one (slow reader)",
+            ev->seq, m->lost, m->lost == 1 ? "" : "s");
     }
     snprintf(head, sizeof(head), "seq=%" PRIu64 " ep=%u", ev->seq, ev->endpoint);
     switch (ev->kind) {

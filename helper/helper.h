@@ -142,6 +142,7 @@ int cmd_type(int argc, char **argv);
 int cmd_mouse(int argc, char **argv);
 int cmd_acquire(int argc, char **argv);
 int cmd_release(int argc, char **argv);
+int cmd_grants(int argc, char **argv); /* needs no socket */
 
 /* Print one UP event (text or JSON) as `watch` does. */
 void print_event(const hconn *h, const vmsig_msg *m);

@@ -9,6 +9,7 @@
  * and the error -> exit code mapping. Subcommands are in helper/cmd-*.c.
  * User guide: docs/helper.md.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -68,13 +69,15 @@ const hcmd helper_cmds[] = {
       "DATA is hex bytes in the order written (\"0xdeadbeef\", \"de ad be ef\"),\n"
       "@FILE for a file's contents, or text with --string. Every MEMCTX\n"
       "subscriber then sees MEMWRITE_DONE. Needs MEMWRITE; class memwrite.\n" },
-    { "key", cmd_key, "key [--hold-time MS] QCODE...", "press+release keys by qcode name",
-      "Press and release keys by QEMU qcode name (a, ret, shift, f1, kp_add, ...;\n"
+    { "key", cmd_key, "key [--hold-time MS] KEY...", "press+release keys by name",
+      "Press and release keys by name, QEMU's qcode spellings (a, ret, shift, f1,\n"
+      "kp_add, ...;\n"
       "aliases enter, return, space, escape, del, control, win, super, pageup,\n"
       "pagedown, capslock). A combo like ctrl-alt-delete presses every key in\n"
       "order, then releases them in reverse. Each argument is one press+release.\n"
       "--hold-time waits MS between press and release.\n"
-      "`key --list` prints the qcode table. Needs INPUT; class input.\n" },
+      "`key --list` prints every name with its vmsig key code (the Linux input\n"
+      "event code, KEY_* in <linux/input-event-codes.h>). Needs INPUT; class input.\n" },
     { "type", cmd_type, "type TEXT...", "type US-ASCII text",
       "Type US-ASCII text (CMD_INPUT text; arguments joined by spaces).\n"
       "Needs INPUT; class input.\n" },
@@ -96,6 +99,14 @@ const hcmd helper_cmds[] = {
       "Release CLASS. Ownership is per connection, so this is only useful after\n"
       "`acquire` on the same connection (`acquire run --then release run`);\n"
       "on a fresh connection it reports \"not the owner\" (exit 7).\n" },
+    { "grants", cmd_grants, "grants FILE", "check a grants file, print each entry's principal",
+      "Read a grants file as the server will (the same parser: a file it would\n"
+      "refuse is refused here, with the line and the reason) and print the\n"
+      "principal of every entry: the number WELCOME, ARB owner/by and\n"
+      "MEMWRITE_DONE writer carry. A uid entry's principal is the uid; a token\n"
+      "entry's is 0x80000000 | (FNV-1a-32(token) & 0x7fffffff) (tokens are not\n"
+      "printed); the default entry speaks for many uids, its principal is the\n"
+      "peer's own uid. Needs no socket.\n" },
     { NULL, NULL, NULL, NULL, NULL },
 };
 
@@ -660,32 +671,52 @@ const char *jstr(const char *s)
     return b;
 }
 
-static const struct {
-    uint32_t kind;
-    const char *name;
-} up_kinds[] = {
-    { VMSIG_EV_RUNSTATE, "RUNSTATE" },   { VMSIG_EV_RESET, "RESET" },
-    { VMSIG_EV_POWERDOWN, "POWERDOWN" }, { VMSIG_EV_SUSPEND, "SUSPEND" },
-    { VMSIG_EV_WAKEUP, "WAKEUP" },       { VMSIG_EV_SHUTDOWN, "SHUTDOWN" },
-    { VMSIG_EV_MEMCTX, "MEMCTX" },       { VMSIG_EV_MEMWRITE_DONE, "MEMWRITE_DONE" },
-    { VMSIG_EV_ARB, "ARB" },
-};
+/* UP kinds are 0x0100..0x0fff; their labels are the library's kind names
+ * (the one kind table) in capitals: "memwrite-done" -> "MEMWRITE_DONE". */
+#define UP_KIND_FIRST 0x0100u
+#define UP_KIND_LAST  0x0fffu
+
+static int up_kind_known(uint32_t kind)
+{
+    return kind >= UP_KIND_FIRST && kind <= UP_KIND_LAST &&
+           strcmp(vmsig_kind_name(kind), "unknown") != 0;
+}
 
 const char *up_kind_label(uint32_t kind)
 {
-    for (size_t i = 0; i < sizeof(up_kinds) / sizeof(up_kinds[0]); i++) {
-        if (up_kinds[i].kind == kind) {
-            return up_kinds[i].name;
+    static struct {
+        uint32_t kind;
+        char name[24];
+    } cache[32];
+    const char *src;
+    size_t i, j;
+
+    if (!up_kind_known(kind)) {
+        return NULL;
+    }
+    for (i = 0; i < sizeof(cache) / sizeof(cache[0]) && cache[i].kind; i++) {
+        if (cache[i].kind == kind) {
+            return cache[i].name;
         }
     }
-    return NULL;
+    if (i == sizeof(cache) / sizeof(cache[0])) {
+        return NULL;
+    }
+    src = vmsig_kind_name(kind);
+    for (j = 0; src[j] && j + 1 < sizeof(cache[i].name); j++) {
+        cache[i].name[j] = src[j] == '-' ? '_' : (char)toupper((unsigned char)src[j]);
+    }
+    cache[i].name[j] = '\0';
+    cache[i].kind = kind;
+    return cache[i].name;
 }
 
 uint32_t up_kind_by_name(const char *s)
 {
-    for (size_t i = 0; i < sizeof(up_kinds) / sizeof(up_kinds[0]); i++) {
-        if (!strcasecmp(up_kinds[i].name, s)) {
-            return up_kinds[i].kind;
+    for (uint32_t k = UP_KIND_FIRST; k <= UP_KIND_LAST; k++) {
+        const char *label = up_kind_label(k);
+        if (label && !strcasecmp(label, s)) {
+            return k;
         }
     }
     return 0;
@@ -775,6 +806,11 @@ int main(int argc, char **argv)
     }
     if (want_help(cmd, argc - optind, argv + optind)) {
         return EX_OK;
+    }
+    if (cmd->run == cmd_grants) {
+        int at = optind;
+        optind = 0;
+        return cmd_grants(argc - at, argv + at);
     }
     if (!npaths && getenv("VMSIG_SOCKET") && *getenv("VMSIG_SOCKET")) {
         paths[npaths++] = getenv("VMSIG_SOCKET");

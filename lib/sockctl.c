@@ -52,6 +52,7 @@ struct sockconn {
     int paused;     /* input paused: our output backlog is high */
     int shutdown;   /* the core is going away: no lingering */
     int partial;    /* attached, a frame is half in: the timer is its deadline */
+    uint64_t frames, partial_at; /* frames taken; the count when the timer was armed */
     uint64_t features; /* negotiated */
     char bye[sizeof(vmsig_wire_bye)];
 };
@@ -492,6 +493,7 @@ static void command(sockconn *c, const vmsig_wire_frame *f)
 static void frame(sockconn *c, vmsig_wire_frame *f)
 {
     char text[sizeof(vmsig_wire_bye)];
+    c->frames++;
     if (c->state == ST_HANDSHAKE) {
         if (f->hdr.kind != VMSIG_MSG_HELLO) {
             snprintf(text, sizeof(text), "expected HELLO first, got %s (0x%04x)",
@@ -607,15 +609,17 @@ static void conn_ready(void *opaque, uint32_t events)
     conn_leave(c);
 }
 
-/* After the handshake the timer is armed only while a frame is half in:
- * a peer that stops in the middle of a frame gets the same deadline as a
- * silent handshake (BYE -ETIMEDOUT), never a connection open for ever. */
+/* After the handshake the timer is armed only while a frame is half in: a
+ * frame must be complete within timeout_ms of its first byte (the same limit
+ * as a handshake), else BYE(-ETIMEDOUT). Per frame, not per byte, so a
+ * trickle cannot hold a buffer open for ever. */
 static void partial_deadline(sockconn *c)
 {
     int half = c->state == ST_ATTACHED && !c->dead && vmsig__wire_reader_pending(c->rd) > 0;
 
-    if (half && !c->partial) {
-        arm_timer(c, c->timeout_ms);
+    if (half && (!c->partial || c->partial_at != c->frames)) {
+        arm_timer(c, c->timeout_ms); /* a new frame started: its own deadline */
+        c->partial_at = c->frames;
     } else if (!half && c->partial) {
         disarm_timer(c);
     }
@@ -634,7 +638,7 @@ static void conn_timer(void *opaque, uint32_t events)
         arm_timer(c, c->timeout_ms); /* we stopped reading, not the peer */
     } else if (c->state == ST_ATTACHED && c->partial) {
         char text[sizeof(vmsig_wire_bye)];
-        snprintf(text, sizeof(text), "half-sent frame: %zu bytes and no more within %u ms",
+        snprintf(text, sizeof(text), "half-sent frame: %zu bytes, not complete within %u ms",
                  vmsig__wire_reader_pending(c->rd), c->timeout_ms);
         conn_fail(c, -ETIMEDOUT, text);
     } else if (c->state == ST_HANDSHAKE) {

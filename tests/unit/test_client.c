@@ -38,7 +38,12 @@ static int backend_cmd(void *opaque, const vmsig_event *cmd, uint32_t principal,
         g_strlcpy(vi.name, "client-vm", sizeof(vi.name));
         g_strlcpy(vi.version, "7.2.22", sizeof(vi.version));
         memcpy(reply->body, &vi, sizeof(vi));
-        reply->len = sizeof(vi);
+        /* Always the tail, as the QEMU glue does; the core trims it for
+         * controls that did not negotiate VMSIG_FEAT_VMINFO_HOST. */
+        vmsig_wire_vminfo_host host = { .pid = (uint32_t)getpid() };
+        g_strlcpy(host.accel, "test", sizeof(host.accel));
+        memcpy(reply->body + sizeof(vi), &host, sizeof(host));
+        reply->len = sizeof(vi) + sizeof(host);
     }
     if (cmd->kind == VMSIG_CMD_LIFECYCLE && cmd->u.cmd.op == VMSIG_LC_PAUSE) {
         /* Events published before the reply is sent. */
@@ -197,7 +202,7 @@ static void test_call(void)
     ev.u.cmd.op = VMSIG_VM_QUERY;
     vmsig_reply rep;
     g_assert_cmpint(vmsig_client_call(c, &ev, &rep, 3000), ==, 0);
-    g_assert_cmpuint(rep.len, ==, sizeof(vmsig_wire_vminfo));
+    g_assert_cmpuint(rep.len, ==, sizeof(vmsig_wire_vminfo) + sizeof(vmsig_wire_vminfo_host));
     g_assert_cmpuint(ev.seq, >, 0);
     /* Refusals come back as the reply status. */
     g_assert_cmpint(vmsig_client_vm(c, 7, VMSIG_VM_QUERY, NULL), ==, -EPERM);
@@ -296,6 +301,7 @@ struct raw {
     raw_fn run;
     int fds[VMSIG_WIRE_MAX_FDS]; /* what MEMCTX frames carry (dups of one memfd) */
     volatile int sent;            /* frames sent by the scenario */
+    const vmsig_wire_welcome *welcome; /* sent instead of the default WELCOME if set */
 };
 
 static int open_fds(void)
@@ -427,6 +433,9 @@ static gpointer raw_serve(gpointer data)
         vmsig_wire_welcome w = { .major = VMSIG_WIRE_MAJOR, .endpoint_mask = ~0ull,
                                  .caps = VMSIG_CAP_ALL, .max_payload = VMSIG_WIRE_MAX_PAYLOAD,
                                  .max_fds = VMSIG_WIRE_MAX_FDS, .queue_limit = 256 };
+        if (r->welcome) {
+            w = *r->welcome;
+        }
         if (raw_frame(r, cfd, VMSIG_MSG_WELCOME, 0, 0, &w, sizeof(w), NULL, 0) == 0) {
             r->run(r, cfd);
         }
@@ -438,10 +447,11 @@ static gpointer raw_serve(gpointer data)
     return NULL;
 }
 
-static raw *raw_start(raw_fn run)
+static raw *raw_start_welcome(raw_fn run, const vmsig_wire_welcome *welcome)
 {
     raw *r = g_new0(raw, 1);
     r->run = run;
+    r->welcome = welcome;
     r->dir = g_dir_make_tmp("vmsig-raw-XXXXXX", NULL);
     r->path = g_build_filename(r->dir, "s", NULL);
     r->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -457,6 +467,11 @@ static raw *raw_start(raw_fn run)
     }
     r->th = g_thread_new("raw", raw_serve, r);
     return r;
+}
+
+static raw *raw_start(raw_fn run)
+{
+    return raw_start_welcome(run, NULL);
 }
 
 static void raw_stop(raw *r)
@@ -817,10 +832,132 @@ static void test_connect_backlog(void)
     g_cond_clear(&b.cond);
 }
 
+/* ---- negotiation ---- */
+
+static int query_len(vmsig_client *c, vmsig_reply *rep)
+{
+    vmsig_event cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.dir = VMSIG_DIR_DOWN;
+    cmd.kind = VMSIG_CMD_VM;
+    cmd.u.cmd.op = VMSIG_VM_QUERY;
+    g_assert_cmpint(vmsig_client_call(c, &cmd, rep, 3000), ==, 0);
+    return (int)rep->len;
+}
+
+/* All features offered: the tail is there. None (a v2 config that turns
+ * every one off): WELCOME says 0 and the reply is the 1.0 layout. A v1
+ * config (no features_off field) offers everything. */
+static void test_features(void)
+{
+    server *s = server_start();
+    int err = 1;
+    vmsig_reply rep;
+
+    vmsig_client *c = connect_to(s, NULL, &err);
+    g_assert_nonnull(c);
+    g_assert_cmphex(vmsig_client_welcome(c)->features, ==, VMSIG_FEATURES_KNOWN);
+    g_assert_cmpint(query_len(c, &rep), ==, sizeof(vmsig_wire_vminfo) + sizeof(vmsig_wire_vminfo_host));
+    vmsig_wire_vminfo_host host;
+    memcpy(&host, rep.body + sizeof(vmsig_wire_vminfo), sizeof(host));
+    g_assert_cmpuint(host.pid, ==, (uint32_t)getpid());
+    g_assert_cmpstr(host.accel, ==, "test");
+    vmsig_client_close(c);
+
+    vmsig_client_config cfg = { .version = 2, .path = s->path, .timeout_ms = 3000,
+                                .features_off = ~0ull };
+    c = vmsig_client_connect(&cfg, &err);
+    g_assert_nonnull(c);
+    g_assert_cmphex(vmsig_client_welcome(c)->features, ==, 0);
+    g_assert_cmpint(query_len(c, &rep), ==, sizeof(vmsig_wire_vminfo));
+    vmsig_wire_vminfo vi;
+    g_assert_cmpint(vmsig_client_vm(c, 0, VMSIG_VM_QUERY, &vi), ==, 0);
+    g_assert_cmpstr(vi.name, ==, "client-vm");
+    vmsig_client_close(c);
+
+    cfg = (vmsig_client_config){ .version = 1, .path = s->path, .timeout_ms = 3000 };
+    c = vmsig_client_connect(&cfg, &err);
+    g_assert_nonnull(c);
+    g_assert_cmphex(vmsig_client_welcome(c)->features, ==, VMSIG_FEATURES_KNOWN);
+    vmsig_client_close(c);
+
+    cfg.version = VMSIG_CLIENT_CONFIG_VERSION + 1;
+    g_assert_null(vmsig_client_connect(&cfg, &err));
+    g_assert_cmpint(err, ==, -EINVAL);
+    cfg.version = 0;
+    g_assert_null(vmsig_client_connect(&cfg, &err));
+    g_assert_cmpint(err, ==, -EINVAL);
+    server_stop(s);
+}
+
+static void run_idle(raw *r, int cfd)
+{
+}
+
+/* A server may answer only with what was offered, 0 in reserved fields, a
+ * minor no newer than ours and our major. */
+static void test_welcome_checks(void)
+{
+    static const struct {
+        vmsig_wire_welcome w;
+        int err;
+    } cases[] = {
+        { { .major = VMSIG_WIRE_MAJOR, .features = 1ull << 50 }, -EPROTO },
+        { { .major = VMSIG_WIRE_MAJOR, .reserved = 1 }, -EPROTO },
+        { { .major = VMSIG_WIRE_MAJOR, .minor = VMSIG_WIRE_MINOR + 1 }, -EPROTO },
+        { { .major = VMSIG_WIRE_MAJOR + 1 }, -EPROTONOSUPPORT },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        raw *r = raw_start_welcome(run_idle, &cases[i].w);
+        int err = 0;
+        vmsig_client_config cfg = { .version = VMSIG_CLIENT_CONFIG_VERSION, .path = r->path,
+                                    .timeout_ms = 3000 };
+        vmsig_client *c = vmsig_client_connect(&cfg, &err);
+        g_assert_null(c);
+        g_assert_cmpint(err, ==, cases[i].err);
+        raw_stop(r);
+    }
+    /* Offered but withheld by the server is fine: the intersection. */
+    vmsig_wire_welcome w = { .major = VMSIG_WIRE_MAJOR, .features = 0 };
+    raw *r = raw_start_welcome(run_idle, &w);
+    vmsig_client *c = raw_connect(r);
+    g_assert_cmphex(vmsig_client_welcome(c)->features, ==, 0);
+    vmsig_client_close(c);
+    raw_stop(r);
+}
+
+/* Delivery seqs with gaps: vmsig_msg.lost is each gap, 0 otherwise. */
+static void run_gaps(raw *r, int cfd)
+{
+    static const uint64_t ids[] = { 1, 2, 5, 6, 10 };
+    for (size_t i = 0; i < G_N_ELEMENTS(ids); i++) {
+        if (raw_runstate(r, cfd, 0, ids[i]) < 0) {
+            return;
+        }
+    }
+}
+
+static void test_lost(void)
+{
+    static const uint64_t lost[] = { 0, 0, 2, 0, 3 };
+    raw *r = raw_start(run_gaps);
+    vmsig_client *c = raw_connect(r);
+    for (size_t i = 0; i < G_N_ELEMENTS(lost); i++) {
+        vmsig_msg m;
+        g_assert_cmpint(vmsig_client_next(c, &m, 3000), ==, 0);
+        g_assert_cmpuint(m.lost, ==, lost[i]);
+    }
+    vmsig_client_close(c);
+    raw_stop(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/client/handshake", test_handshake);
+    g_test_add_func("/client/features", test_features);
+    g_test_add_func("/client/welcome-checks", test_welcome_checks);
+    g_test_add_func("/client/lost", test_lost);
     g_test_add_func("/client/call", test_call);
     g_test_add_func("/client/events-during-call", test_events_during_call);
     g_test_add_func("/client/arbitration", test_arbitration);

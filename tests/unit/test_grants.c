@@ -261,6 +261,119 @@ static void test_grant_check_and_names(void)
     g_assert_null(vmsig_arb_policy_by_name("coinflip"));
 }
 
+/* Two tokens whose ids collide (found by a birthday search over "t<N>"):
+ * the file is refused with -EEXIST naming both lines, vmsig_grants_set too. */
+static void test_token_id_collision(void)
+{
+    GHashTable *seen = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, g_free);
+    char *a = NULL, *b = NULL;
+    for (unsigned i = 0; !a && i < 2000000; i++) {
+        char *tok = g_strdup_printf("t%u", i);
+        uint32_t id = vmsig_token_principal(tok);
+        g_assert_cmphex(id & 0x80000000u, ==, 0x80000000u);
+        char *prev = g_hash_table_lookup(seen, GUINT_TO_POINTER(id));
+        if (prev) {
+            a = g_strdup(prev);
+            b = tok;
+        } else {
+            g_hash_table_insert(seen, GUINT_TO_POINTER(id), tok);
+        }
+    }
+    g_assert_nonnull(a);
+    g_assert_cmpstr(a, !=, b);
+    g_assert_cmpuint(vmsig_token_principal(a), ==, vmsig_token_principal(b));
+
+    char *text = g_strdup_printf("# two tokens, one id\n"
+                                 "token:%s endpoints=all caps=OBSERVE\n"
+                                 "token:%s endpoints=all caps=VM\n", a, b);
+    int err = 0;
+    char eb[256];
+    g_assert_null(vmsig_grants_parse(text, &err, eb, sizeof(eb)));
+    g_assert_cmpint(err, ==, -EEXIST);
+    g_assert_nonnull(strstr(eb, "line 3: token id 0x"));
+    g_assert_nonnull(strstr(eb, "collides with the token on line 2"));
+    g_assert_null(strstr(eb, a)); /* tokens are secrets: never echoed */
+    g_free(text);
+
+    vmsig_grants *t = vmsig_grants_parse("", &err, NULL, 0);
+    g_assert_nonnull(t);
+    vmsig_grant g = { .endpoint_mask = 1, .caps = VMSIG_CAP_OBSERVE };
+    g_assert_cmpint(vmsig_grants_set(t, 0, a, &g), ==, 0);
+    g_assert_cmpint(vmsig_grants_set(t, 0, b, &g), ==, -EEXIST);
+    g_assert_cmpint(vmsig_grants_set(t, 0, a, &g), ==, 0); /* the same token: replaced */
+    vmsig_grant out;
+    g_assert_cmpint(vmsig_grants_lookup(t, 5, a, &out), ==, 0);
+    g_assert_cmpuint(out.principal, ==, vmsig_token_principal(a));
+    g_assert_cmpint(vmsig_grants_lookup(t, 5, b, &out), ==, -EPERM);
+    vmsig_grants_free(t);
+    g_free(a);
+    g_free(b);
+    g_hash_table_destroy(seen);
+}
+
+/* uid principals stay below 0x80000000, token ones above: never equal. */
+static void test_uid_range(void)
+{
+    int err = 0;
+    char eb[256];
+    g_assert_null(vmsig_grants_parse("uid:2147483648 endpoints=all caps=OBSERVE\n", &err, eb,
+                                     sizeof(eb)));
+    g_assert_cmpint(err, ==, -EINVAL);
+    g_assert_nonnull(strstr(eb, "line 1: uid 2147483648 is out of range"));
+    vmsig_grants *t = vmsig_grants_parse("uid:2147483647 endpoints=all caps=OBSERVE\n", &err,
+                                         eb, sizeof(eb));
+    g_assert_nonnull(t);
+    vmsig_grant g = { .endpoint_mask = 1, .caps = VMSIG_CAP_OBSERVE };
+    g_assert_cmpint(vmsig_grants_set(t, 0x80000000u, NULL, &g), ==, -EINVAL);
+    vmsig_grants_free(t);
+    g_assert_cmpuint(vmsig_token_principal(""), ==, 0);
+    g_assert_cmpuint(vmsig_token_principal(NULL), ==, 0);
+}
+
+/* caps=all is the 1.0 set, pinned: a capability added later is not in it. */
+static void test_caps_all_pinned(void)
+{
+    int err = 0;
+    vmsig_grants *t = vmsig_grants_parse("default endpoints=all caps=all\n", &err, NULL, 0);
+    g_assert_nonnull(t);
+    vmsig_grant out;
+    g_assert_cmpint(vmsig_grants_lookup(t, 1234, NULL, &out), ==, 0);
+    g_assert_cmphex(out.caps, ==, VMSIG_CAP_ALL_1_0);
+    g_assert_cmphex(out.caps, ==, 0x1ebu);
+    vmsig_grants_free(t);
+    /* Every named capability is one bit, in VMSIG_CAP_ALL, not retired. */
+    uint32_t all = 0;
+#define CHECK_CAP(name, bit)                                      \
+    g_assert_cmpuint(__builtin_popcount(bit), ==, 1);             \
+    g_assert_cmpuint((bit) & VMSIG_CAP_RETIRED, ==, 0);           \
+    g_assert_cmpstr(vmsig_cap_name(bit), ==, #name);              \
+    all |= (bit);
+    VMSIG_CAPS(CHECK_CAP)
+#undef CHECK_CAP
+    g_assert_cmphex(all, ==, VMSIG_CAP_ALL);
+}
+
+/* Key names and codes: the Linux input codes, both ways. */
+static void test_key_names(void)
+{
+    g_assert_cmpint(vmsig_key_by_name("a"), ==, 30);
+    g_assert_cmpint(vmsig_key_by_name("RET"), ==, 28);
+    g_assert_cmpint(vmsig_key_by_name("esc"), ==, 1);
+    g_assert_cmpint(vmsig_key_by_name("f12"), ==, 88);
+    g_assert_cmpint(vmsig_key_by_name("nosuchkey"), ==, -1);
+    g_assert_cmpstr(vmsig_key_name(30), ==, "a");
+    g_assert_cmpstr(vmsig_key_name(42), ==, "shift");
+    g_assert_null(vmsig_key_name(0));
+    unsigned n = 0;
+#define KEY_CHECK(name, code)                                     \
+    g_assert_cmpint(vmsig_key_by_name(#name), ==, (code));        \
+    g_assert_nonnull(vmsig_key_name(code));                       \
+    n++;
+    VMSIG_KEYS(KEY_CHECK)
+#undef KEY_CHECK
+    g_assert_cmpuint(n, >, 100);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -272,5 +385,9 @@ int main(int argc, char **argv)
     g_test_add_func("/grants/set", test_set);
     g_test_add_func("/grants/load", test_load);
     g_test_add_func("/grants/check-and-names", test_grant_check_and_names);
+    g_test_add_func("/grants/token-id-collision", test_token_id_collision);
+    g_test_add_func("/grants/uid-range", test_uid_range);
+    g_test_add_func("/grants/caps-all-pinned", test_caps_all_pinned);
+    g_test_add_func("/grants/key-names", test_key_names);
     return g_test_run();
 }

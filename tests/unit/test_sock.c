@@ -75,7 +75,10 @@ static int backend_cmd(void *opaque, const vmsig_event *cmd, uint32_t principal,
                                  .endpoint = cmd->endpoint, .ram_size = 1u << 20 };
         g_strlcpy(vi.name, "testvm", sizeof(vi.name));
         memcpy(reply->body, &vi, sizeof(vi));
-        reply->len = sizeof(vi);
+        /* Always the tail, as the QEMU glue does; the core trims it. */
+        vmsig_wire_vminfo_host host = { .pid = (uint32_t)getpid() };
+        memcpy(reply->body + sizeof(vi), &host, sizeof(host));
+        reply->len = sizeof(vi) + sizeof(host);
     }
     return 0;
 }
@@ -289,6 +292,10 @@ static int peer_call(fx *f, peer *p, uint16_t kind, uint32_t ep, const void *pl,
     vmsig_wire_frame fr;
     uint8_t buf[2048];
     g_assert_cmpint(peer_wait(f, p, &fr, buf, 3000), ==, 1);
+    if (fr.hdr.kind == VMSIG_MSG_BYE) {
+        g_error("BYE %d '%.*s' instead of a REPLY to id %" G_GUINT64_FORMAT, fr.hdr.status,
+                (int)sizeof(vmsig_wire_bye), (const char *)buf, id);
+    }
     g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
     g_assert_cmpuint(fr.hdr.id, ==, id);
     return fr.hdr.status;
@@ -426,6 +433,286 @@ static void test_unknown_kind(fx *f, gconstpointer d)
     witness_ok(f);
 }
 
+/* An unknown command kind is answered -EOPNOTSUPP and the connection
+ * stays: a newer client learns what this server lacks without losing it. */
+static void test_unknown_command(fx *f, gconstpointer d)
+{
+    peer p;
+    peer_attach(f, &p, NULL);
+    uint8_t pl[12] = { 1, 2, 3 };
+    g_assert_cmpint(peer_call(f, &p, 0x1abc, 0, pl, sizeof(pl), 7), ==, -EOPNOTSUPP);
+    g_assert_cmpint(peer_call(f, &p, 0x1fff, 0, NULL, 0, 8), ==, -EOPNOTSUPP);
+    g_assert_cmpint(peer_call(f, &p, VMSIG_CMD_NOP, 0, NULL, 0, 9), ==, 0);
+    peer_close(&p);
+    witness_ok(f);
+}
+
+/* A payload tail on a kind that has none is a framing error. */
+static void test_tail_on_fixed_kind(fx *f, gconstpointer d)
+{
+    static const struct {
+        uint16_t kind;
+        uint32_t len;
+        const char *words;
+    } cases[] = {
+        { VMSIG_CMD_VM, sizeof(vmsig_wire_cmd) + 4, "expected 8" },
+        { VMSIG_CMD_NOP, 4, "expected 0" },
+        { VMSIG_MSG_SUBSCRIBE, sizeof(vmsig_wire_sub) + 8, "expected 16" },
+        { VMSIG_CMD_ACQUIRE, sizeof(vmsig_wire_cmd) + 1, "expected 8" },
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        peer p;
+        uint8_t pl[64] = { 0 };
+        pl[0] = 1;
+        peer_attach(f, &p, NULL);
+        peer_frame(f, &p, cases[i].kind, 5, 0, pl, cases[i].len);
+        expect_bye(f, &p, -EBADMSG, cases[i].words);
+        peer_close(&p);
+    }
+    witness_ok(f);
+}
+
+/* Header fields a client must leave 0: flags, ts_ns, status. */
+static void test_reserved_header(fx *f, gconstpointer d)
+{
+    for (int which = 0; which < 3; which++) {
+        peer p;
+        peer_attach(f, &p, NULL);
+        vmsig_wire_hdr h = { .kind = VMSIG_CMD_NOP, .id = 3 };
+        if (which == 0) {
+            h.flags = VMSIG_F_SNAPSHOT;
+        } else if (which == 1) {
+            h.ts_ns = 1;
+        } else {
+            h.status = -1;
+        }
+        peer_write(f, &p, &h, sizeof(h), NULL, 0);
+        expect_bye(f, &p, -EPROTO, "must be 0 from a client");
+        peer_close(&p);
+    }
+    witness_ok(f);
+}
+
+/* Reserved payload fields: HELLO flags and sub.reserved refuse the
+ * handshake with -EINVAL; SUBSCRIBE's, a command's arg and MEMWRITE's flags
+ * get REPLY -EINVAL and the connection stays. */
+static void test_reserved_payload(fx *f, gconstpointer d)
+{
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    for (int which = 0; which < 2; which++) {
+        peer p;
+        peer_connect(f, &p);
+        vmsig_wire_hello h = mkhello(NULL);
+        if (which == 0) {
+            h.flags = 0x100;
+        } else {
+            h.sub.reserved = 1;
+        }
+        peer_frame(f, &p, VMSIG_MSG_HELLO, 4, 0, &h, sizeof(h));
+        g_assert_cmpint(peer_wait(f, &p, &fr, pl, 3000), ==, 1);
+        g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+        g_assert_cmpint(fr.hdr.status, ==, -EINVAL);
+        expect_bye(f, &p, -EINVAL, "reserved field");
+        peer_close(&p);
+    }
+    peer p;
+    peer_attach(f, &p, "root");
+    vmsig_wire_sub sub = { .source_mask = VMSIG_SRC_ALL, .reserved = 2, .endpoint_mask = 1 };
+    g_assert_cmpint(peer_call(f, &p, VMSIG_MSG_SUBSCRIBE, 0, &sub, sizeof(sub), 10), ==, -EINVAL);
+    vmsig_wire_cmd cmd = { .op = VMSIG_VM_QUERY, .arg = 1 };
+    g_assert_cmpint(peer_call(f, &p, VMSIG_CMD_VM, 0, &cmd, sizeof(cmd), 11), ==, -EINVAL);
+    cmd.arg = 0;
+    g_assert_cmpint(peer_call(f, &p, VMSIG_CMD_VM, 0, &cmd, sizeof(cmd), 12), ==, 0);
+    vmsig_wire_memwrite mw = { .gpa = 0x1000, .len = 4, .flags = 1 };
+    uint8_t mwbuf[sizeof(mw) + 4] = { 0 };
+    memcpy(mwbuf, &mw, sizeof(mw));
+    g_assert_cmpint(peer_call(f, &p, VMSIG_CMD_MEMWRITE, 0, mwbuf, sizeof(mwbuf), 13), ==, -EINVAL);
+    sub.reserved = 0;
+    g_assert_cmpint(peer_call(f, &p, VMSIG_MSG_SUBSCRIBE, 0, &sub, sizeof(sub), 14), ==, 0);
+    peer_close(&p);
+    witness_ok(f);
+}
+
+/* Offered features: the answer is the intersection with the server's; bits
+ * this server does not know are dropped, not refused; a newer minor is
+ * answered with ours. */
+static void test_negotiation(fx *f, gconstpointer d)
+{
+    static const struct {
+        uint64_t offer;
+        uint16_t minor;
+        uint64_t want;
+    } cases[] = {
+        { VMSIG_FEATURES_KNOWN, VMSIG_WIRE_MINOR, VMSIG_FEATURES_KNOWN },
+        { 0, VMSIG_WIRE_MINOR, 0 },                                          /* none */
+        { ~0ull, VMSIG_WIRE_MINOR, VMSIG_FEATURES_KNOWN },                   /* unknown bits */
+        { (1ull << 63) | (1ull << 40), VMSIG_WIRE_MINOR, 0 },                /* only unknown */
+        { VMSIG_FEATURES_KNOWN, VMSIG_WIRE_MINOR + 7, VMSIG_FEATURES_KNOWN }, /* newer minor */
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        peer p;
+        peer_connect(f, &p);
+        vmsig_wire_hello h = mkhello(NULL);
+        h.features = cases[i].offer;
+        h.minor = cases[i].minor;
+        peer_frame(f, &p, VMSIG_MSG_HELLO, 1, 0, &h, sizeof(h));
+        vmsig_wire_frame fr;
+        uint8_t pl[2048];
+        g_assert_cmpint(peer_wait(f, &p, &fr, pl, 3000), ==, 1);
+        g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_WELCOME);
+        g_assert_cmpuint(fr.hdr.id, ==, 1);
+        vmsig_wire_welcome w;
+        memcpy(&w, pl, sizeof(w));
+        g_assert_cmpuint(w.major, ==, VMSIG_WIRE_MAJOR);
+        g_assert_cmpuint(w.minor, ==, VMSIG_WIRE_MINOR);
+        g_assert_cmphex(w.features, ==, cases[i].want);
+        g_assert_cmpuint(w.reserved, ==, 0);
+        /* The query reply carries the host tail only if negotiated. */
+        vmsig_wire_cmd q = { .op = VMSIG_VM_QUERY };
+        peer_frame(f, &p, VMSIG_CMD_VM, 2, 0, &q, sizeof(q));
+        g_assert_cmpint(peer_wait(f, &p, &fr, pl, 3000), ==, 1);
+        g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+        g_assert_cmpint(fr.hdr.status, ==, 0);
+        g_assert_cmpuint(fr.hdr.len, ==,
+                         sizeof(vmsig_wire_vminfo) +
+                             (cases[i].want & VMSIG_FEAT_VMINFO_HOST ? sizeof(vmsig_wire_vminfo_host) : 0));
+        peer_close(&p);
+    }
+    witness_ok(f);
+}
+
+/* A server configured with fewer features than the client offers. */
+static void test_server_fewer_features(void)
+{
+    fx f;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION,
+                              .features_off = VMSIG_FEAT_VMINFO_HOST };
+    fx_setup_cfg(&f, &cfg);
+    g_assert_cmphex(f.witness.welcome.features, ==, 0);
+    vmsig_wire_cmd q = { .op = VMSIG_VM_QUERY };
+    peer_frame(&f, &f.witness, VMSIG_CMD_VM, 2, 0, &q, sizeof(q));
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    g_assert_cmpint(peer_wait(&f, &f.witness, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.len, ==, sizeof(vmsig_wire_vminfo));
+    fx_teardown(&f, NULL);
+
+    /* A version-1 config (no features_off) offers everything. */
+    cfg = (vmsig_core_config){ .version = 1 };
+    fx_setup_cfg(&f, &cfg);
+    g_assert_cmphex(f.witness.welcome.features, ==, VMSIG_FEATURES_KNOWN);
+    fx_teardown(&f, NULL);
+
+    int err = 0;
+    cfg.version = VMSIG_CORE_CONFIG_VERSION + 1;
+    g_assert_null(vmsig_core_new(&cfg, &err));
+    g_assert_cmpint(err, ==, -EINVAL);
+    cfg.version = 0;
+    g_assert_null(vmsig_core_new(&cfg, &err));
+    g_assert_cmpint(err, ==, -EINVAL);
+}
+
+/* A frame must be complete within handshake_timeout_ms of its first byte
+ * (after the handshake too): a frame sent in pieces inside that time is
+ * fine; a half-sent one gets BYE(-ETIMEDOUT), never a connection open for
+ * ever. */
+static void test_half_sent_frame(void)
+{
+    fx f;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .handshake_timeout_ms = 300 };
+    fx_setup_cfg(&f, &cfg);
+    peer p;
+    peer_attach(&f, &p, NULL);
+    /* In two pieces, 10 ms apart: fine. */
+    vmsig_wire_hdr h = { .kind = VMSIG_CMD_NOP, .id = 77 };
+    peer_write(&f, &p, &h, 16, NULL, 0);
+    pump(&f, 10);
+    peer_write(&f, &p, (const uint8_t *)&h + 16, sizeof(h) - 16, NULL, 0);
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    g_assert_cmpint(peer_wait(&f, &p, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+    g_assert_cmpuint(fr.hdr.id, ==, 77);
+    /* A header and half a payload, then silence. */
+    vmsig_wire_cmd q = { .op = VMSIG_VM_QUERY };
+    uint8_t buf[sizeof(vmsig_wire_hdr) + sizeof(q)];
+    h = (vmsig_wire_hdr){ .kind = VMSIG_CMD_VM, .len = sizeof(q), .id = 78 };
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h), &q, sizeof(q));
+    gint64 t0 = g_get_monotonic_time();
+    peer_write(&f, &p, buf, sizeof(h) + 3, NULL, 0);
+    expect_bye(&f, &p, -ETIMEDOUT, "half-sent frame: 35 bytes");
+    gint64 dt = (g_get_monotonic_time() - t0) / 1000;
+    g_assert_cmpint(dt, >=, 250);
+    g_assert_cmpint(f.det.last_why, ==, -ETIMEDOUT);
+    peer_close(&p);
+    witness_ok(&f);
+    fx_teardown(&f, NULL);
+}
+
+/* Loss is visible, filtering is not loss: a control subscribed to endpoint 1
+ * only, while endpoint 0 is just as busy, sees 1, 2, 3, ... when it reads
+ * as it goes; when it stops reading, the coalesced events are exactly the
+ * gaps: frames received + gaps = events published for it. */
+static void test_loss_visible(void)
+{
+    fx f;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .queue_limit = 8 };
+    fx_setup_cfg(&f, &cfg);
+    peer p;
+    peer_connect(&f, &p);
+    vmsig_wire_hello h = mkhello(NULL);
+    h.sub.endpoint_mask = 1ull << 1;
+    h.sub.source_mask = 1u << VMSIG_SRC_SEAM;
+    peer_frame(&f, &p, VMSIG_MSG_HELLO, 1, 0, &h, sizeof(h));
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    g_assert_cmpint(peer_wait(&f, &p, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_WELCOME);
+
+    /* Reading as it goes: no gaps, though endpoint 0 events interleave. */
+    uint64_t next = 1;
+    for (int i = 0; i < 50; i++) {
+        publish_runstate(&f, 0, i % 2 ? VMSIG_RS_PAUSED : VMSIG_RS_RUNNING);
+        publish_runstate(&f, 1, i % 2 ? VMSIG_RS_PAUSED : VMSIG_RS_RUNNING);
+        g_assert_cmpint(peer_next(&f, &p, &fr, pl, 3000), ==, 1);
+        g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_EV_RUNSTATE);
+        g_assert_cmpuint(fr.hdr.endpoint, ==, 1);
+        g_assert_cmpuint(fr.hdr.id, ==, next);
+        next++;
+        peer_drain(&f.witness);
+    }
+
+    /* Not reading: state events coalesce, and each one lost is a gap. */
+    const int n = 5000;
+    for (int i = 0; i < n; i++) {
+        publish_runstate(&f, 0, i % 2 ? VMSIG_RS_PAUSED : VMSIG_RS_RUNNING);
+        publish_runstate(&f, 1, i % 2 ? VMSIG_RS_PAUSED : VMSIG_RS_RUNNING);
+        vmsig_core_dispatch(f.core);
+        peer_drain(&f.witness);
+    }
+    uint64_t frames = 0, lost = 0, last = next - 1;
+    for (;;) {
+        int rc = peer_next(&f, &p, &fr, pl, 200);
+        if (rc == 0) {
+            break;
+        }
+        g_assert_cmpint(rc, ==, 1);
+        g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_EV_RUNSTATE);
+        g_assert_cmpuint(fr.hdr.id, >, last);
+        lost += fr.hdr.id - last - 1;
+        last = fr.hdr.id;
+        frames++;
+    }
+    g_assert_cmpuint(last, ==, next - 1 + (uint64_t)n); /* numbers only for its events */
+    g_assert_cmpuint(frames + lost, ==, (uint64_t)n);
+    g_assert_cmpuint(lost, >, 0);
+    g_assert_cmpuint(frames, <, (uint64_t)n);
+    peer_close(&p);
+    fx_teardown(&f, NULL);
+}
+
 static void test_wrong_size(fx *f, gconstpointer d)
 {
     peer p;
@@ -476,7 +763,7 @@ static void test_split_bytes(fx *f, gconstpointer d)
     g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
     g_assert_cmpuint(fr.hdr.id, ==, 77);
     g_assert_cmpint(fr.hdr.status, ==, 0);
-    g_assert_cmpuint(fr.hdr.len, ==, sizeof(vmsig_wire_vminfo));
+    g_assert_cmpuint(fr.hdr.len, ==, sizeof(vmsig_wire_vminfo) + sizeof(vmsig_wire_vminfo_host));
     vmsig_wire_vminfo vi;
     memcpy(&vi, pl, sizeof(vi));
     g_assert_cmpstr(vi.name, ==, "testvm");
@@ -1305,6 +1592,11 @@ int main(int argc, char **argv)
     T("oversized-length", test_oversized);
     T("unknown-kind", test_unknown_kind);
     T("wrong-payload-size", test_wrong_size);
+    T("unknown-command", test_unknown_command);
+    T("tail-on-fixed-kind", test_tail_on_fixed_kind);
+    T("reserved-header", test_reserved_header);
+    T("reserved-payload", test_reserved_payload);
+    T("negotiation", test_negotiation);
     T("split-1-byte-writes", test_split_bytes);
     T("many-frames-one-write", test_many_in_one_write);
     T("fds-undeclared", test_fds_undeclared);
@@ -1326,6 +1618,9 @@ int main(int argc, char **argv)
 #undef T
     g_test_add_func("/sock/handshake-timeout", test_handshake_timeout);
     g_test_add_func("/sock/slow-reader", test_slow_reader);
+    g_test_add_func("/sock/server-fewer-features", test_server_fewer_features);
+    g_test_add_func("/sock/half-sent-frame", test_half_sent_frame);
+    g_test_add_func("/sock/loss-visible", test_loss_visible);
     g_test_add_func("/sock/pipelined-commands", test_pipelined);
     g_test_add_func("/sock/listener", test_listener);
     g_test_add_func("/sock/hup-while-paused", test_hup_while_paused);
