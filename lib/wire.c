@@ -464,12 +464,23 @@ int vmsig__wire_reader_next(vmsig_wire_reader *r, vmsig_wire_frame *f)
     }
     vmsig_wire_hdr h;
     memcpy(&h, r->buf + r->off, sizeof(h));
-    int rc = vmsig__wire_check_hdr(&h, r->dir, r->err, sizeof(r->err));
-    if (rc < 0) {
-        return rc;
+    /* The order in which framing errors are reported, all from the header
+     * before any payload is buffered (docs/protocol.rst "Framing errors"):
+     * the connection's size limit, the expected kind, then the header's
+     * own checks (reserved fields, kind, direction, fds, size). */
+    int rc;
+    if (h.len > VMSIG_WIRE_MAX_PAYLOAD) {
+        snprintf(r->err, sizeof(r->err), "frame kind 0x%04x declares %u payload bytes, limit %u",
+                 h.kind, h.len, VMSIG_WIRE_MAX_PAYLOAD);
+        return -EMSGSIZE;
+    }
+    if (r->max_len && h.len > r->max_len) {
+        snprintf(r->err, sizeof(r->err),
+                 "%s frame of %u payload bytes; this connection takes at most %u",
+                 vmsig_kind_name(h.kind), h.len, r->max_len);
+        return -EMSGSIZE;
     }
     if (r->expect && h.kind != r->expect) {
-        /* Refused from the header: nothing of its payload is buffered. */
         char want[32];
         snprintf(want, sizeof(want), "%s", vmsig_kind_name(r->expect));
         for (char *p = want; *p; p++) {
@@ -479,12 +490,9 @@ int vmsig__wire_reader_next(vmsig_wire_reader *r, vmsig_wire_frame *f)
                  vmsig_kind_name(h.kind), h.kind);
         return -EPROTO;
     }
-    if (r->max_len && h.len > r->max_len) {
-        /* Refused from the header, like the limit for everyone. */
-        snprintf(r->err, sizeof(r->err),
-                 "%s frame of %u payload bytes; this connection takes at most %u",
-                 vmsig_kind_name(h.kind), h.len, r->max_len);
-        return -EMSGSIZE;
+    rc = vmsig__wire_check_hdr(&h, r->dir, r->err, sizeof(r->err));
+    if (rc < 0) {
+        return rc;
     }
     size_t need = sizeof(h) + h.len;
     if (r->len - r->off < need) {

@@ -1391,6 +1391,24 @@ static void test_big_frame_before_hello(fx *f, gconstpointer d)
     witness_ok(f);
 }
 
+/* Which framing error wins: the connection's size limit (WELCOME
+ * max_payload) first, -EMSGSIZE whatever the kind; then the kind's own size,
+ * -EBADMSG. Both from the header alone. */
+static void test_refusal_order(fx *f, gconstpointer d)
+{
+    uint32_t len = (uint32_t)sizeof(vmsig_wire_input) + VMSIG_TEXT_MAX + 1; /* 1041 */
+    for (int root = 0; root < 2; root++) {
+        peer p;
+        peer_attach(f, &p, root ? "root" : NULL);
+        g_assert_cmpuint(p.welcome.max_payload, ==, root ? VMSIG_WIRE_MAX_PAYLOAD : len - 1);
+        vmsig_wire_hdr h = { .kind = VMSIG_CMD_INPUT, .id = 4, .len = len };
+        peer_write(f, &p, &h, sizeof(h), NULL, 0); /* the header only */
+        expect_bye(f, &p, root ? -EBADMSG : -EMSGSIZE, root ? "expected 16..1040" : "at most 1040");
+        peer_close(&p);
+    }
+    witness_ok(f);
+}
+
 /* A control whose grant has no MEMWRITE cannot make the server buffer a
  * large frame: refused from the header; a small MEMWRITE is just EPERM. */
 static void test_big_frame_without_memwrite(fx *f, gconstpointer d)
@@ -1597,6 +1615,7 @@ int main(int argc, char **argv)
     T("reserved-header", test_reserved_header);
     T("reserved-payload", test_reserved_payload);
     T("negotiation", test_negotiation);
+    T("refusal-order", test_refusal_order);
     T("split-1-byte-writes", test_split_bytes);
     T("many-frames-one-write", test_many_in_one_write);
     T("fds-undeclared", test_fds_undeclared);
