@@ -65,6 +65,11 @@ int vmsig__wire_check_hdr(const vmsig_wire_hdr *h, unsigned dir, char *why, size
                     "(flags 0x%x, ts_ns %llu, status %d)", h->kind, h->flags,
                     (unsigned long long)h->ts_ns, h->status);
     }
+    if (dir == VMSIG_WIRE_C2S && h->endpoint != 0 &&
+        (h->kind == VMSIG_MSG_HELLO || h->kind == VMSIG_MSG_SUBSCRIBE)) {
+        return fail(-EPROTO, why, whylen, "%s names endpoint %u; its endpoint must be 0",
+                    h->kind == VMSIG_MSG_HELLO ? "HELLO" : "SUBSCRIBE", h->endpoint);
+    }
     if (dir == VMSIG_WIRE_S2C && (h->flags & ~VMSIG_F_KNOWN)) {
         return fail(-EPROTO, why, whylen, "frame kind 0x%04x: unknown header flags 0x%x",
                     h->kind, h->flags & ~VMSIG_F_KNOWN);

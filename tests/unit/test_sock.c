@@ -490,6 +490,18 @@ static void test_reserved_header(fx *f, gconstpointer d)
         expect_bye(f, &p, -EPROTO, "must be 0 from a client");
         peer_close(&p);
     }
+    /* HELLO and SUBSCRIBE are about no VM: endpoint 0. */
+    peer p;
+    peer_connect(f, &p);
+    vmsig_wire_hello hello = mkhello(NULL);
+    peer_frame(f, &p, VMSIG_MSG_HELLO, 1, 3, &hello, sizeof(hello));
+    expect_bye(f, &p, -EPROTO, "HELLO names endpoint 3");
+    peer_close(&p);
+    peer_attach(f, &p, NULL);
+    vmsig_wire_sub sub = { .source_mask = VMSIG_SRC_ALL, .endpoint_mask = 1 };
+    peer_frame(f, &p, VMSIG_MSG_SUBSCRIBE, 2, 1, &sub, sizeof(sub));
+    expect_bye(f, &p, -EPROTO, "SUBSCRIBE names endpoint 1");
+    peer_close(&p);
     witness_ok(f);
 }
 
