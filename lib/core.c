@@ -345,9 +345,9 @@ unsigned vmsig_core_control_count(vmsig_core *core)
 /* Whether c receives an UP event of kind for endpoint: the kind's source in
  * its subscription, the kind's capability in its grant, the endpoint in both
  * masks and the kind's feature negotiated. */
-static int covers(const vmsig_control *c, const vmsig_sub *s, uint32_t kind, uint32_t endpoint)
+static int covers_row(const vmsig_control *c, const vmsig_sub *s, const vmsig_kind_row *k,
+                      uint32_t endpoint)
 {
-    const vmsig_kind_row *k = vmsig__kind(kind);
     uint64_t bit;
 
     if (endpoint >= EP_COUNT || !k || k->source == VMSIG_SRC_NONE) {
@@ -357,6 +357,11 @@ static int covers(const vmsig_control *c, const vmsig_sub *s, uint32_t kind, uin
     return (c->grant.caps & k->cap) && (s->source_mask & (1u << k->source)) &&
            (c->grant.endpoint_mask & s->endpoint_mask & bit) &&
            (k->feature & ~c->features) == 0;
+}
+
+static int covers(const vmsig_control *c, const vmsig_sub *s, uint32_t kind, uint32_t endpoint)
+{
+    return covers_row(c, s, vmsig__kind(kind), endpoint);
 }
 
 static uint32_t sources_allowed(uint32_t caps)
@@ -409,11 +414,12 @@ static void broadcast(vmsig_core *core, vmsig_event *ev, const int *fds, unsigne
                       vmsig_control *also)
 {
     unsigned n = core->nctl;
+    const vmsig_kind_row *k = vmsig__kind(ev->kind); /* once, not per control */
 
     core_enter(core);
     for (unsigned i = 0; i < n; i++) {
         vmsig_control *c = core->ctls[i];
-        if (c == also || covers(c, &c->sub, ev->kind, ev->endpoint)) {
+        if (c == also || covers_row(c, &c->sub, k, ev->endpoint)) {
             deliver_to(c, ev, fds, nfds);
         }
     }

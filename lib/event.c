@@ -181,9 +181,20 @@ static const vmsig_kind_row kind_rows[] = {
       0, 0, 0, "release" },
 };
 
+/* Rows are grouped by the kind's high byte (0x00 connection, 0x01 SEAM,
+ * 0x02 MEMCTX, 0x03 ARB, 0x10 commands) and numbered from 1 (commands from
+ * 0) inside a group, so a lookup is a short scan from the group's start. */
 const vmsig_kind_row *vmsig__kind(uint32_t kind)
 {
-    for (size_t i = 0; i < sizeof(kind_rows) / sizeof(kind_rows[0]); i++) {
+    static const uint8_t first_of[] = { [0x00] = 0, [0x01] = 5, [0x02] = 11, [0x03] = 13,
+                                        [0x10] = 14 };
+    uint32_t group = kind >> 8;
+    size_t n = sizeof(kind_rows) / sizeof(kind_rows[0]);
+
+    if (group >= sizeof(first_of) || (group != 0 && first_of[group] == 0)) {
+        return NULL;
+    }
+    for (size_t i = first_of[group]; i < n && (kind_rows[i].kind >> 8) == group; i++) {
         if (kind_rows[i].kind == kind) {
             return &kind_rows[i];
         }

@@ -33,6 +33,26 @@ static void test_table(void)
         g_assert_cmpuint(k[i].dir, ==, dir);
     }
     g_assert_null(vmsig__wire_kind(0x7777));
+    /* Every kind number finds its own row or none (the grouped lookup). */
+    unsigned found = 0;
+    for (uint32_t kind = 0; kind <= 0xffff; kind++) {
+        const vmsig_wire_kind *r = vmsig__wire_kind(kind);
+        if (r) {
+            g_assert_cmpuint(r->kind, ==, kind);
+            found++;
+        }
+    }
+    g_assert_cmpuint(found, ==, n);
+    /* UP kinds name a source and the capability that receives it; the
+     * rest name none. Every row has a name and is base protocol (feature 0)
+     * until a feature adds a kind. */
+    for (unsigned i = 0; i < n; i++) {
+        int up = k[i].kind >= 0x0100 && k[i].kind < 0x1000;
+        g_assert_cmpuint(k[i].source != VMSIG_SRC_NONE, ==, up);
+        g_assert_cmpuint(up ? k[i].cap != 0 : 1, ==, 1);
+        g_assert_cmpstr(vmsig_kind_name(k[i].kind), ==, k[i].name);
+        g_assert_cmphex(k[i].feature & ~VMSIG_FEATURES_KNOWN, ==, 0);
+    }
     g_assert_cmpuint(vmsig_kind_payload_size(VMSIG_CMD_VM), ==, sizeof(vmsig_wire_cmd));
     g_assert_cmpuint(vmsig_kind_payload_size(VMSIG_EV_MEMCTX), ==, sizeof(vmsig_wire_memctx));
 }
