@@ -145,46 +145,113 @@ static int vmsig_input_text(const char *text, uint32_t len)
     return 0;
 }
 
+/*
+ * A VMSIG_INPUT_KEY code (a Linux input event code, vmsig_keys.h) as
+ * QEMU's QKeyCode, by QEMU's own table; -EINVAL if QEMU has no key for it
+ * (qemu_input_linux_to_qcode gives Q_KEY_CODE_UNMAPPED, also for a code past
+ * the end of its table).
+ */
+static int vmsig_key_qcode(uint32_t code)
+{
+    int q = qemu_input_linux_to_qcode(code);
+
+    if (q <= Q_KEY_CODE_UNMAPPED || q >= Q_KEY_CODE__MAX) {
+        return -EINVAL;
+    }
+    return q;
+}
+
+/* vmsig's pointer buttons (VMSIG_BTN_*) as QEMU's InputButton. */
+static int vmsig_button(uint32_t code)
+{
+    switch (code) {
+    case VMSIG_BTN_LEFT:
+        return INPUT_BUTTON_LEFT;
+    case VMSIG_BTN_MIDDLE:
+        return INPUT_BUTTON_MIDDLE;
+    case VMSIG_BTN_RIGHT:
+        return INPUT_BUTTON_RIGHT;
+    case VMSIG_BTN_WHEEL_UP:
+        return INPUT_BUTTON_WHEEL_UP;
+    case VMSIG_BTN_WHEEL_DOWN:
+        return INPUT_BUTTON_WHEEL_DOWN;
+    case VMSIG_BTN_SIDE:
+        return INPUT_BUTTON_SIDE;
+    case VMSIG_BTN_EXTRA:
+        return INPUT_BUTTON_EXTRA;
+    default:
+        return -EINVAL;
+    }
+}
+
+/* vmsig's pointer axes (VMSIG_AXIS_*) as QEMU's InputAxis. */
+static int vmsig_axis(uint32_t code)
+{
+    switch (code) {
+    case VMSIG_AXIS_X:
+        return INPUT_AXIS_X;
+    case VMSIG_AXIS_Y:
+        return INPUT_AXIS_Y;
+    default:
+        return -EINVAL;
+    }
+}
+
+/* -EINVAL for a key code QEMU cannot map, naming it in the reply body. */
+static int vmsig_key_refused(vmsig_reply *reply, uint32_t code)
+{
+    int n = snprintf((char *)reply->body, VMSIG_REPLY_BODY_MAX,
+                     "vmsig: key code %" PRIu32 " (a Linux input event code) "
+                     "has no QEMU key", code);
+
+    reply->len = MIN(n, (int)VMSIG_REPLY_BODY_MAX - 1) + 1;
+    return -EINVAL;
+}
+
 int vmsig_input_command(const vmsig_event *cmd, vmsig_reply *reply)
 {
     const vmsig_wire_input *in = &cmd->u.input;
     bool down = in->value == 1;
+    int q;
 
-    (void)reply;
     /* QEMU's input layer drops events while the VM is stopped: say so. */
     if (!runstate_is_running() && !runstate_check(RUN_STATE_SUSPENDED)) {
         return -EAGAIN;
     }
     switch (in->op) {
     case VMSIG_INPUT_KEY:
-        if (in->code == Q_KEY_CODE_UNMAPPED || in->code >= Q_KEY_CODE__MAX ||
-            (in->value != 0 && in->value != 1) || in->len) {
+        if ((in->value != 0 && in->value != 1) || in->len) {
             return -EINVAL;
         }
-        qemu_input_event_send_key_qcode(NULL, in->code, down);
+        q = vmsig_key_qcode(in->code);
+        if (q < 0) {
+            return vmsig_key_refused(reply, in->code);
+        }
+        qemu_input_event_send_key_qcode(NULL, q, down);
         return 0;
     case VMSIG_INPUT_BTN:
-        if (in->code >= INPUT_BUTTON__MAX ||
-            (in->value != 0 && in->value != 1) || in->len) {
+        q = vmsig_button(in->code);
+        if (q < 0 || (in->value != 0 && in->value != 1) || in->len) {
             return -EINVAL;
         }
-        qemu_input_queue_btn(NULL, in->code, down);
+        qemu_input_queue_btn(NULL, q, down);
         qemu_input_event_sync();
         return 0;
     case VMSIG_INPUT_REL:
-        if (in->code >= INPUT_AXIS__MAX || in->len) {
+        q = vmsig_axis(in->code);
+        if (q < 0 || in->len) {
             return -EINVAL;
         }
-        qemu_input_queue_rel(NULL, in->code, in->value);
+        qemu_input_queue_rel(NULL, q, in->value);
         qemu_input_event_sync();
         return 0;
     case VMSIG_INPUT_ABS:
-        if (in->code >= INPUT_AXIS__MAX || in->len ||
-            in->value < INPUT_EVENT_ABS_MIN || in->value > INPUT_EVENT_ABS_MAX) {
+        q = vmsig_axis(in->code);
+        if (q < 0 || in->len || in->value < 0 || in->value > VMSIG_ABS_MAX) {
             return -EINVAL;
         }
-        qemu_input_queue_abs(NULL, in->code, in->value,
-                             INPUT_EVENT_ABS_MIN, INPUT_EVENT_ABS_MAX);
+        /* QEMU scales our 0..VMSIG_ABS_MAX to its own range */
+        qemu_input_queue_abs(NULL, q, in->value, 0, VMSIG_ABS_MAX);
         qemu_input_event_sync();
         return 0;
     case VMSIG_INPUT_TEXT:

@@ -522,7 +522,7 @@ int vmsig_mem_write(VmsigMem *m, const vmsig_event *cmd, vmsig_reply *reply)
     bool paused = false;
     int r;
 
-    if (!cmd->ool || cmd->ool_len != len || len == 0 ||
+    if (mw->flags || !cmd->ool || cmd->ool_len != len || len == 0 ||
         len > VMSIG_MEMWRITE_MAX || gpa > UINT64_MAX - (len - 1)) {
         return -EINVAL; /* the core checked; never trust twice-removed input */
     }

@@ -44,28 +44,6 @@
 #include "vmsig/vmsig_core.h"
 #include "vmsig-qemu.h"
 
-/* Our wire numbers are QEMU's QAPI enums, so values pass through as is. */
-_Static_assert(RUN_STATE_DEBUG == VMSIG_RS_DEBUG, "RunState order");
-_Static_assert(RUN_STATE_PAUSED == VMSIG_RS_PAUSED, "RunState order");
-_Static_assert(RUN_STATE_PRELAUNCH == VMSIG_RS_PRELAUNCH, "RunState order");
-_Static_assert(RUN_STATE_RUNNING == VMSIG_RS_RUNNING, "RunState order");
-_Static_assert(RUN_STATE_SHUTDOWN == VMSIG_RS_SHUTDOWN, "RunState order");
-_Static_assert(RUN_STATE_SUSPENDED == VMSIG_RS_SUSPENDED, "RunState order");
-_Static_assert(RUN_STATE_GUEST_PANICKED == VMSIG_RS_GUEST_PANICKED,
-               "RunState order");
-_Static_assert(RUN_STATE_COLO == VMSIG_RS_COLO, "RunState order");
-_Static_assert(RUN_STATE__MAX == VMSIG_RS__COUNT, "RunState count");
-_Static_assert(SHUTDOWN_CAUSE_NONE == VMSIG_SC_NONE, "ShutdownCause order");
-_Static_assert(SHUTDOWN_CAUSE_HOST_QMP_QUIT == VMSIG_SC_HOST_QMP_QUIT,
-               "ShutdownCause order");
-_Static_assert(SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET ==
-               VMSIG_SC_HOST_QMP_SYSTEM_RESET, "ShutdownCause order");
-_Static_assert(SHUTDOWN_CAUSE_GUEST_RESET == VMSIG_SC_GUEST_RESET,
-               "ShutdownCause order");
-_Static_assert(SHUTDOWN_CAUSE_SNAPSHOT_LOAD == VMSIG_SC_SNAPSHOT_LOAD,
-               "ShutdownCause order");
-_Static_assert(SHUTDOWN_CAUSE__MAX == VMSIG_SC__COUNT, "ShutdownCause count");
-
 #define TYPE_VMSIG "vmsig"
 
 OBJECT_DECLARE_SIMPLE_TYPE(VmsigState, VMSIG)
@@ -255,6 +233,82 @@ static bool vmsig_check_options(VmsigState *s, Error **errp)
 
 /* ---- UP: QEMU happenings -> SEAM events ---- */
 
+/*
+ * QEMU's RunState and ShutdownCause -> vmsig's own wire numbers
+ * (vmsig_wire.h). A value this switch does not name, one a newer QEMU added,
+ * is VMSIG_RS_OTHER / VMSIG_SC_OTHER: QEMU renumbering or extending its
+ * enums changes neither the build nor the wire.
+ */
+static uint32_t vmsig_rs(RunState state)
+{
+    switch (state) {
+    case RUN_STATE_DEBUG:
+        return VMSIG_RS_DEBUG;
+    case RUN_STATE_INMIGRATE:
+        return VMSIG_RS_INMIGRATE;
+    case RUN_STATE_INTERNAL_ERROR:
+        return VMSIG_RS_INTERNAL_ERROR;
+    case RUN_STATE_IO_ERROR:
+        return VMSIG_RS_IO_ERROR;
+    case RUN_STATE_PAUSED:
+        return VMSIG_RS_PAUSED;
+    case RUN_STATE_POSTMIGRATE:
+        return VMSIG_RS_POSTMIGRATE;
+    case RUN_STATE_PRELAUNCH:
+        return VMSIG_RS_PRELAUNCH;
+    case RUN_STATE_FINISH_MIGRATE:
+        return VMSIG_RS_FINISH_MIGRATE;
+    case RUN_STATE_RESTORE_VM:
+        return VMSIG_RS_RESTORE_VM;
+    case RUN_STATE_RUNNING:
+        return VMSIG_RS_RUNNING;
+    case RUN_STATE_SAVE_VM:
+        return VMSIG_RS_SAVE_VM;
+    case RUN_STATE_SHUTDOWN:
+        return VMSIG_RS_SHUTDOWN;
+    case RUN_STATE_SUSPENDED:
+        return VMSIG_RS_SUSPENDED;
+    case RUN_STATE_WATCHDOG:
+        return VMSIG_RS_WATCHDOG;
+    case RUN_STATE_GUEST_PANICKED:
+        return VMSIG_RS_GUEST_PANICKED;
+    case RUN_STATE_COLO:
+        return VMSIG_RS_COLO;
+    default:
+        return VMSIG_RS_OTHER;
+    }
+}
+
+static uint32_t vmsig_sc(ShutdownCause cause)
+{
+    switch (cause) {
+    case SHUTDOWN_CAUSE_NONE:
+        return VMSIG_SC_NONE;
+    case SHUTDOWN_CAUSE_HOST_ERROR:
+        return VMSIG_SC_HOST_ERROR;
+    case SHUTDOWN_CAUSE_HOST_QMP_QUIT:
+        return VMSIG_SC_HOST_QMP_QUIT;
+    case SHUTDOWN_CAUSE_HOST_QMP_SYSTEM_RESET:
+        return VMSIG_SC_HOST_QMP_SYSTEM_RESET;
+    case SHUTDOWN_CAUSE_HOST_SIGNAL:
+        return VMSIG_SC_HOST_SIGNAL;
+    case SHUTDOWN_CAUSE_HOST_UI:
+        return VMSIG_SC_HOST_UI;
+    case SHUTDOWN_CAUSE_GUEST_SHUTDOWN:
+        return VMSIG_SC_GUEST_SHUTDOWN;
+    case SHUTDOWN_CAUSE_GUEST_RESET:
+        return VMSIG_SC_GUEST_RESET;
+    case SHUTDOWN_CAUSE_GUEST_PANIC:
+        return VMSIG_SC_GUEST_PANIC;
+    case SHUTDOWN_CAUSE_SUBSYSTEM_RESET:
+        return VMSIG_SC_SUBSYSTEM_RESET;
+    case SHUTDOWN_CAUSE_SNAPSHOT_LOAD:
+        return VMSIG_SC_SNAPSHOT_LOAD;
+    default:
+        return VMSIG_SC_OTHER;
+    }
+}
+
 /* 7.2 has no runstate_get(); query-status is the one reader. */
 static RunState vmsig_runstate(void)
 {
@@ -270,7 +324,7 @@ static void vmsig_publish_runstate(VmsigState *s, RunState state, bool running)
     vmsig_event ev = {
         .kind = VMSIG_EV_RUNSTATE,
         .endpoint = s->endpoint,
-        .u.seam = { .state = state, .running = running },
+        .u.seam = { .state = vmsig_rs(state), .running = running },
     };
 
     s->last_rs = state;
@@ -291,7 +345,7 @@ static void vmsig_publish_seam(VmsigState *s, uint32_t kind, uint32_t cause,
         .kind = kind,
         .endpoint = s->endpoint,
         .u.seam = {
-            .state = state,
+            .state = vmsig_rs(state),
             .running = runstate_is_running(),
             .cause = cause,
             .guest = guest,
@@ -309,13 +363,17 @@ static void vmsig_vm_state_change(void *opaque, bool running, RunState state)
     vmsig_publish_runstate(opaque, state, running);
 }
 
+/* The cause of a SHUTDOWN/RESET QAPI event, from its "reason" member. */
 static uint32_t vmsig_cause(QDict *data)
 {
     const char *reason = data ? qdict_get_try_str(data, "reason") : NULL;
-    int cause = reason ? qapi_enum_parse(&ShutdownCause_lookup, reason, -1,
-                                         NULL) : -1;
+    int cause;
 
-    return cause < 0 ? VMSIG_SC_NONE : cause;
+    if (!reason) {
+        return VMSIG_SC_NONE;
+    }
+    cause = qapi_enum_parse(&ShutdownCause_lookup, reason, -1, NULL);
+    return cause < 0 ? VMSIG_SC_OTHER : vmsig_sc(cause);
 }
 
 /*
@@ -380,21 +438,34 @@ static int vmsig_run_errno(void)
     return qemu_system_dump_in_progress() ? EBUSY : EINVAL;
 }
 
+/*
+ * CMD_VM query: vmsig_wire_vminfo, then always vmsig_wire_vminfo_host. The
+ * core cuts the body back to the vminfo for a control that did not
+ * negotiate VMSIG_FEAT_VMINFO_HOST, so the glue need not know features.
+ */
 static void vmsig_vminfo(VmsigState *s, vmsig_reply *reply)
 {
     vmsig_wire_vminfo info = {
-        .state = vmsig_runstate(),
+        .state = vmsig_rs(vmsig_runstate()),
         .running = runstate_is_running(),
         .vcpus = current_machine ? current_machine->smp.cpus : 0,
         .endpoint = s->endpoint,
         .ram_size = current_machine ? current_machine->ram_size : 0,
         .memctx_gen = vmsig_core_memctx_generation(s->core, s->endpoint),
     };
+    vmsig_wire_vminfo_host host = { .pid = getpid() };
 
+    QEMU_BUILD_BUG_ON(sizeof(info) + sizeof(host) > VMSIG_REPLY_BODY_MAX);
     pstrcpy(info.version, sizeof(info.version), QEMU_VERSION);
     pstrcpy(info.name, sizeof(info.name), qemu_name ? qemu_name : "");
+    vmsig_accel_name(host.accel, sizeof(host.accel));
+    if (qemu_uuid_set) {
+        QEMU_BUILD_BUG_ON(sizeof(host.uuid) != sizeof(qemu_uuid.data));
+        memcpy(host.uuid, qemu_uuid.data, sizeof(host.uuid));
+    }
     memcpy(reply->body, &info, sizeof(info));
-    reply->len = sizeof(info);
+    memcpy(reply->body + sizeof(info), &host, sizeof(host));
+    reply->len = sizeof(info) + sizeof(host);
 }
 
 static int vmsig_run_command(VmsigState *s, const vmsig_event *cmd,

@@ -15,9 +15,35 @@
 #ifndef VMSIG_QEMU_H
 #define VMSIG_QEMU_H
 
+#include "qemu/accel.h"
+#include "qemu/cutils.h"
 #include "vmsig/vmsig_core.h"
 
 typedef struct VmsigMem VmsigMem;
+
+/*
+ * ---- QEMU version shims ----
+ * The one place for code that differs between the QEMU versions the module
+ * builds against; everything else uses only interfaces they all have.
+ */
+
+/*
+ * The accelerator's -accel name ("tcg", "kvm", "qtest", ...) into buf, ""
+ * before one is set up: its QOM type name without ACCEL_CLASS_SUFFIX, the
+ * inverse of accel_find(). (AccelClass.name, current_accel_name(), is a
+ * display name: "QTest", "KVM".)
+ */
+static inline void vmsig_accel_name(char *buf, size_t size)
+{
+    AccelState *accel = current_accel();
+    const char *type = accel ? object_get_typename(OBJECT(accel)) : "";
+    size_t n = strlen(type);
+
+    if (g_str_has_suffix(type, ACCEL_CLASS_SUFFIX)) {
+        n -= strlen(ACCEL_CLASS_SUFFIX);
+    }
+    pstrcpy(buf, MIN(size, n + 1), type);
+}
 
 /*
  * The core of the vmsig object `id` (under /objects), for other code in
@@ -55,10 +81,13 @@ int vmsig_mem_write(VmsigMem *m, const vmsig_event *cmd, vmsig_reply *reply);
 
 /*
  * CMD_INPUT (cmd->u.input; text in cmd->ool for VMSIG_INPUT_TEXT).
- * Returns 0, -EINVAL (unknown op, qcode or button out of range, text with a
- * character that has no key), -E2BIG (text longer than QEMU's input queue
- * holds), -EAGAIN (the VM is stopped: QEMU's input layer would drop it;
- * or TEXT while the previous TEXT is still in QEMU's key queue).
+ * KEY codes are Linux input codes (vmsig_keys.h), mapped to QEMU's QKeyCode
+ * by QEMU's own table; buttons and axes are vmsig's numbers (vmsig_wire.h).
+ * Returns 0, -EINVAL (unknown op, button or axis; a key code QEMU cannot
+ * map, with a reply text naming it; text with a character that has no key),
+ * -E2BIG (text longer than QEMU's input queue holds), -EAGAIN (the VM is
+ * stopped: QEMU's input layer would drop it; or TEXT while the previous
+ * TEXT is still in QEMU's key queue).
  */
 int vmsig_input_command(const vmsig_event *cmd, vmsig_reply *reply);
 

@@ -177,6 +177,22 @@ static void test_map(void)
     g_assert_cmphex(v, ==, 0xa5a5a5a5a5a5a5a5ull);
     vmsig_memmap_unref(map);
 
+    /*
+     * CMD_VM query's ram_size is the machine's (-m); MEMCTX's is what its
+     * segments cover, which leaves out what is not RAM in the map (below
+     * 1 MiB: VGA window, option ROMs, BIOS).
+     */
+    {
+        vmsig_wire_vminfo info;
+        uint64_t mapped = m.ev.u.memctx.ram_size;
+
+        g_assert_cmpint(vmsig_client_vm(c, EP, VMSIG_VM_QUERY, &info), ==, 0);
+        g_test_message("ram_size: CMD_VM query %" PRIu64 ", MEMCTX %" PRIu64,
+                       info.ram_size, mapped);
+        g_assert_cmpuint(info.ram_size, ==, 4 * GiB);
+        g_assert_cmpuint(mapped, <=, info.ram_size);
+    }
+
     vmsig_client_close(c);
     fx_stop(&f);
 }
@@ -625,12 +641,48 @@ static void test_fd_leak(void)
 
 /* ---- CMD_INPUT ---- */
 
+/* Linux input event codes (<linux/input-event-codes.h>, vmsig_keys.h) */
+#define KEY_A     30
+#define KEY_ENTER 28
+#define KEY_F1    59
+#define KEY_UP    103
+
 static int input(vmsig_client *c, uint32_t op, uint32_t code, int32_t value,
                  const char *text)
 {
     vmsig_wire_input in = { .op = op, .code = code, .value = value };
 
     return vmsig_client_input(c, EP, &in, text);
+}
+
+static int btn(vmsig_client *c, uint32_t code, int32_t value)
+{
+    return input(c, VMSIG_INPUT_BTN, code, value, NULL);
+}
+
+/* A key press refused by QEMU's glue: -EINVAL, and the reply names the code. */
+static void key_refused(vmsig_client *c, uint32_t code)
+{
+    vmsig_event ev = { .dir = VMSIG_DIR_DOWN, .kind = VMSIG_CMD_INPUT,
+                       .endpoint = EP,
+                       .u.input = { .op = VMSIG_INPUT_KEY, .code = code,
+                                    .value = 1 } };
+    g_autofree char *want = g_strdup_printf("key code %u ", code);
+    vmsig_reply rep;
+
+    g_assert_cmpint(vmsig_client_call(c, &ev, &rep, TIMEOUT_MS), ==, -EINVAL);
+    g_assert_cmpint(rep.status, ==, -EINVAL);
+    g_assert_cmpuint(rep.len, >, 0);
+    g_assert_cmpuint(rep.body[rep.len - 1], ==, '\0');
+    g_test_message("key %u: %s", code, (const char *)rep.body);
+    g_assert_nonnull(strstr((const char *)rep.body, want));
+}
+
+/* Write a byte to the PS/2 mouse (through the i8042's aux port). */
+static void aux_write(QTestState *qts, uint8_t v)
+{
+    qtest_outb(qts, 0x64, 0xd4);
+    qtest_outb(qts, 0x60, v);
 }
 
 /* Drain the i8042 output buffer (PS/2 scancode set 2, no translation). */
@@ -672,10 +724,22 @@ static void test_input(void)
     g_assert_nonnull(c);
     i8042_drain(f.qts);
 
-    /* a key, down and up: qcode 'a' is scancode 0x1c in set 2 */
-    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, 0x24, 1, NULL), ==, 0);
-    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, 0x24, 0, NULL), ==, 0);
+    /* a key, down and up: Linux KEY_A is qcode 'a', scancode 0x1c in set 2 */
+    g_assert_cmpuint(vmsig_key_by_name("a"), ==, KEY_A);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_A, 1, NULL), ==, 0);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_A, 0, NULL), ==, 0);
     expect_bytes(f.qts, "1c f0 1c ");
+    /* KEY_ENTER is 'ret' (0x5a), KEY_F1 0x05, KEY_UP the extended e0 75 */
+    g_assert_cmpuint(vmsig_key_by_name("ret"), ==, KEY_ENTER);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_ENTER, 1, NULL), ==, 0);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_ENTER, 0, NULL), ==, 0);
+    expect_bytes(f.qts, "5a f0 5a ");
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_F1, 1, NULL), ==, 0);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_F1, 0, NULL), ==, 0);
+    expect_bytes(f.qts, "05 f0 05 ");
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_UP, 1, NULL), ==, 0);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_UP, 0, NULL), ==, 0);
+    expect_bytes(f.qts, "e0 75 e0 f0 75 ");
 
     /* text: Shift for capitals and symbols, one character per 10 ms */
     g_assert_cmpint(input(c, VMSIG_INPUT_TEXT, 0, 0, "aB!"), ==, 0);
@@ -708,19 +772,63 @@ static void test_input(void)
     expect_bytes(f.qts, "08 05 00 ");
     g_assert_cmpint(input(c, VMSIG_INPUT_REL, 1, 3, NULL), ==, 0);
     expect_bytes(f.qts, "28 00 fd "); /* PS/2 y grows upwards */
-    g_assert_cmpint(input(c, VMSIG_INPUT_BTN, 0, 1, NULL), ==, 0);
+    /* vmsig's button numbers; PS/2 bits: left 0x01, right 0x02, middle 0x04 */
+    g_assert_cmpint(btn(c, VMSIG_BTN_LEFT, 1), ==, 0);
     expect_bytes(f.qts, "09 00 00 ");
-    g_assert_cmpint(input(c, VMSIG_INPUT_BTN, 0, 0, NULL), ==, 0);
+    g_assert_cmpint(btn(c, VMSIG_BTN_LEFT, 0), ==, 0);
     expect_bytes(f.qts, "08 00 00 ");
+    g_assert_cmpint(btn(c, VMSIG_BTN_RIGHT, 1), ==, 0);
+    expect_bytes(f.qts, "0a 00 00 ");
+    g_assert_cmpint(btn(c, VMSIG_BTN_MIDDLE, 1), ==, 0);
+    expect_bytes(f.qts, "0e 00 00 ");
+    g_assert_cmpint(btn(c, VMSIG_BTN_RIGHT, 0), ==, 0);
+    g_assert_cmpint(btn(c, VMSIG_BTN_MIDDLE, 0), ==, 0);
+    expect_bytes(f.qts, "0c 00 00 08 00 00 ");
     /* a PS/2 mouse takes no absolute events; they are accepted and lost */
-    g_assert_cmpint(input(c, VMSIG_INPUT_ABS, 0, 16384, NULL), ==, 0);
+    g_assert_cmpint(input(c, VMSIG_INPUT_ABS, VMSIG_AXIS_X, 16384, NULL), ==,
+                    0);
     expect_bytes(f.qts, "");
 
-    /* refusals */
-    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, 0, 1, NULL), ==, -EINVAL);
-    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, 100000, 1, NULL), ==, -EINVAL);
-    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, 0x24, 2, NULL), ==, -EINVAL);
-    g_assert_cmpint(input(c, VMSIG_INPUT_BTN, 99, 1, NULL), ==, -EINVAL);
+    /*
+     * Wheel and side/extra buttons: switch the mouse to IntelliMouse
+     * Explorer (sample rates 200, 200, 80), whose 4th byte carries the
+     * wheel (low nibble, up is -1) and buttons 4/5 (0x10 side, 0x20 extra).
+     */
+    aux_write(f.qts, 0xf3);
+    aux_write(f.qts, 200);
+    aux_write(f.qts, 0xf3);
+    aux_write(f.qts, 200);
+    aux_write(f.qts, 0xf3);
+    aux_write(f.qts, 80);
+    expect_bytes(f.qts, "fa fa fa fa fa fa ");
+    g_assert_cmpint(btn(c, VMSIG_BTN_WHEEL_UP, 1), ==, 0);
+    g_assert_cmpint(btn(c, VMSIG_BTN_WHEEL_UP, 0), ==, 0);
+    expect_bytes(f.qts, "08 00 00 0f 08 00 00 00 ");
+    g_assert_cmpint(btn(c, VMSIG_BTN_WHEEL_DOWN, 1), ==, 0);
+    g_assert_cmpint(btn(c, VMSIG_BTN_WHEEL_DOWN, 0), ==, 0);
+    expect_bytes(f.qts, "08 00 00 01 08 00 00 00 ");
+    g_assert_cmpint(btn(c, VMSIG_BTN_SIDE, 1), ==, 0);
+    g_assert_cmpint(btn(c, VMSIG_BTN_SIDE, 0), ==, 0);
+    expect_bytes(f.qts, "08 00 00 10 08 00 00 00 ");
+    g_assert_cmpint(btn(c, VMSIG_BTN_EXTRA, 1), ==, 0);
+    g_assert_cmpint(btn(c, VMSIG_BTN_EXTRA, 0), ==, 0);
+    expect_bytes(f.qts, "08 00 00 20 08 00 00 00 ");
+    g_assert_cmpint(input(c, VMSIG_INPUT_REL, VMSIG_AXIS_X, -2, NULL), ==, 0);
+    expect_bytes(f.qts, "18 fe 00 00 ");
+
+    /*
+     * refusals; key codes QEMU has no key for: KEY_RESERVED (0), a code in
+     * its table that maps to nothing (KEY_RFKILL, 0x20c), KEY_MAX (0x2ff,
+     * past its table) and far beyond
+     */
+    key_refused(c, 0);
+    key_refused(c, 0x20c);
+    key_refused(c, 0x2ff);
+    key_refused(c, 100000);
+    key_refused(c, UINT32_MAX);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_A, 2, NULL), ==, -EINVAL);
+    g_assert_cmpint(btn(c, VMSIG_BTN__COUNT, 1), ==, -EINVAL);
+    g_assert_cmpint(btn(c, 99, 1), ==, -EINVAL);
     g_assert_cmpint(input(c, VMSIG_INPUT_REL, 2, 1, NULL), ==, -EINVAL);
     g_assert_cmpint(input(c, VMSIG_INPUT_ABS, 0, 32768, NULL), ==, -EINVAL);
     g_assert_cmpint(input(c, VMSIG_INPUT_ABS, 1, -1, NULL), ==, -EINVAL);
@@ -738,10 +846,10 @@ static void test_input(void)
     expect_bytes(f.qts, "");
     /* a stopped VM drops input in QEMU's input layer: say so */
     qtest_qmp_assert_success(f.qts, "{ 'execute': 'stop' }");
-    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, 0x24, 1, NULL), ==, -EAGAIN);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_A, 1, NULL), ==, -EAGAIN);
     qtest_qmp_assert_success(f.qts, "{ 'execute': 'cont' }");
-    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, 0x24, 1, NULL), ==, 0);
-    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, 0x24, 0, NULL), ==, 0);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_A, 1, NULL), ==, 0);
+    g_assert_cmpint(input(c, VMSIG_INPUT_KEY, KEY_A, 0, NULL), ==, 0);
     expect_bytes(f.qts, "1c f0 1c ");
 
     vmsig_client_close(c);

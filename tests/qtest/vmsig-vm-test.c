@@ -249,6 +249,175 @@ static void test_query(void)
     vm_free(vm);
 }
 
+/* QEMU's pid: the peer of the object's socket. */
+static pid_t peer_pid(vmsig_client *c)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+
+    g_assert_cmpint(getsockopt(vmsig_client_fd(c), SOL_SOCKET, SO_PEERCRED,
+                               &cred, &len), ==, 0);
+    g_assert_cmpint(cred.pid, >, 0);
+    return cred.pid;
+}
+
+/* A control with config `version` that does not offer `features_off`. */
+static vmsig_client *attach_features(Vm *vm, uint32_t version,
+                                     uint64_t features_off)
+{
+    vmsig_client_config cfg = {
+        .version = version,
+        .path = vm->path,
+        .timeout_ms = EV_TIMEOUT_MS,
+        .features_off = features_off, /* not read by version 1 */
+    };
+    int err = 0;
+    vmsig_client *c = vmsig_client_connect(&cfg, &err);
+
+    g_assert_cmpint(err, ==, 0);
+    g_assert_nonnull(c);
+    return c;
+}
+
+/* CMD_VM query on endpoint 0 through vmsig_client_call: the whole body. */
+static void query_body(vmsig_client *c, vmsig_reply *rep)
+{
+    g_assert_cmpint(cmd(c, VMSIG_CMD_VM, VMSIG_VM_QUERY, rep), ==, 0);
+    g_assert_cmpint(rep->status, ==, 0);
+}
+
+/* The VMSIG_FEAT_VMINFO_HOST tail: to whoever negotiated it, only to them. */
+static void test_query_host(void)
+{
+    static const uint8_t uuid[16] = {
+        0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0,
+        0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+    };
+    static const uint8_t zero[16];
+    Vm *vm = vm_start(NULL, NULL,
+                      "-uuid 12345678-9abc-def0-1122-334455667788");
+    vmsig_client *all = attach_features(vm, VMSIG_CLIENT_CONFIG_VERSION, 0);
+    vmsig_client *v1 = attach_features(vm, 1, VMSIG_FEAT_VMINFO_HOST);
+    vmsig_client *old = attach_features(vm, 2, VMSIG_FEAT_VMINFO_HOST);
+    vmsig_wire_vminfo info, info_old;
+    vmsig_wire_vminfo_host host;
+    vmsig_reply rep;
+    pid_t pid = peer_pid(all);
+
+    /* offering every feature: 96 + 40 bytes */
+    g_assert_cmphex(vmsig_client_welcome(all)->features, ==,
+                    VMSIG_FEAT_VMINFO_HOST);
+    query_body(all, &rep);
+    g_assert_cmpuint(rep.len, ==, sizeof(info) + sizeof(host));
+    g_assert_cmpuint(rep.len, ==, 136);
+    memcpy(&info, rep.body, sizeof(info));
+    memcpy(&host, rep.body + sizeof(info), sizeof(host));
+    g_assert_cmpuint(info.state, ==, VMSIG_RS_RUNNING);
+    g_assert_cmpuint(host.pid, !=, 0);
+    g_assert_cmpuint(host.pid, ==, pid);
+    g_assert_cmpuint(host.reserved, ==, 0);
+    g_assert_cmpuint(host.accel[sizeof(host.accel) - 1], ==, '\0');
+    g_assert_cmpstr(host.accel, ==, "qtest");
+    g_assert_cmpmem(host.uuid, sizeof(host.uuid), uuid, sizeof(uuid));
+    /* the shorthand still fills the 96-byte struct */
+    memset(&info, 0xaa, sizeof(info));
+    g_assert_cmpint(vmsig_client_vm(all, 0, VMSIG_VM_QUERY, &info), ==, 0);
+    g_assert_cmpstr(info.name, ==, "vmsig-qtest");
+
+    /* config version 1 knows no features_off: it offers everything */
+    g_assert_cmphex(vmsig_client_welcome(v1)->features, ==,
+                    VMSIG_FEAT_VMINFO_HOST);
+    query_body(v1, &rep);
+    g_assert_cmpuint(rep.len, ==, 136);
+
+    /* not offered: the 96 bytes of protocol 1.0, nothing after them */
+    g_assert_cmphex(vmsig_client_welcome(old)->features, ==, 0);
+    memset(&rep, 0xaa, sizeof(rep));
+    query_body(old, &rep);
+    g_assert_cmpuint(rep.len, ==, sizeof(vmsig_wire_vminfo));
+    g_assert_cmpuint(rep.len, ==, 96);
+    memcpy(&info_old, rep.body, sizeof(info_old));
+    g_assert_cmpuint(info_old.state, ==, info.state);
+    g_assert_cmpuint(info_old.ram_size, ==, info.ram_size);
+    g_assert_cmpstr(info_old.version, ==, info.version);
+    vmsig_client_close(old);
+    vmsig_client_close(v1);
+    vmsig_client_close(all);
+    vm_free(vm);
+
+    /* no -uuid: all zero */
+    vm = vm_start(NULL, NULL, NULL);
+    all = attach(vm, NULL);
+    query_body(all, &rep);
+    g_assert_cmpuint(rep.len, ==, 136);
+    memcpy(&host, rep.body + sizeof(info), sizeof(host));
+    g_assert_cmpuint(host.pid, ==, peer_pid(all));
+    g_assert_cmpmem(host.uuid, sizeof(host.uuid), zero, sizeof(zero));
+    vmsig_client_close(all);
+    vm_free(vm);
+}
+
+/* Run states and causes besides running/paused, as vmsig numbers them. */
+static void test_states_and_causes(void)
+{
+    Vm *vm;
+    vmsig_client *c;
+    vmsig_wire_vminfo info;
+    vmsig_event ev;
+
+    /* -S: prelaunch until cont */
+    vm = vm_start(NULL, NULL, "-S");
+    c = attach(vm, NULL);
+    ev = next_kind(c, VMSIG_EV_RUNSTATE);
+    g_assert_cmpuint(ev.u.seam.state, ==, VMSIG_RS_PRELAUNCH);
+    g_assert_cmpuint(ev.u.seam.running, ==, 0);
+    g_assert_cmpint(vmsig_client_vm(c, 0, VMSIG_VM_QUERY, &info), ==, 0);
+    g_assert_cmpuint(info.state, ==, VMSIG_RS_PRELAUNCH);
+    g_assert_cmpstr(qmp_status(vm->qts, NULL), ==, "prelaunch");
+    qmp_ok(vm->qts, "cont");
+    next_runstate(c, VMSIG_RS_RUNNING);
+    vmsig_client_close(c);
+    vm_free(vm);
+
+    /* waiting for an incoming migration */
+    vm = vm_start(NULL, NULL, "-incoming defer");
+    c = attach(vm, NULL);
+    ev = next_kind(c, VMSIG_EV_RUNSTATE);
+    g_assert_cmpuint(ev.u.seam.state, ==, VMSIG_RS_INMIGRATE);
+    g_assert_cmpstr(qmp_status(vm->qts, NULL), ==, "inmigrate");
+    vmsig_client_close(c);
+    vm_free(vm);
+
+    /* the guest panics (pvpanic), QEMU's default panic action shuts down */
+    vm = vm_start(NULL, NULL, "-device pvpanic");
+    c = attach(vm, NULL);
+    next_runstate(c, VMSIG_RS_RUNNING);
+    qtest_outb(vm->qts, 0x505, 1); /* PVPANIC_PANICKED */
+    ev = next_runstate(c, VMSIG_RS_GUEST_PANICKED);
+    g_assert_cmpuint(ev.u.seam.running, ==, 0);
+    ev = next_kind(c, VMSIG_EV_SHUTDOWN);
+    g_assert_cmpuint(ev.u.seam.cause, ==, VMSIG_SC_GUEST_PANIC);
+    g_assert_cmpuint(ev.u.seam.guest, ==, 1);
+    g_assert_cmpuint(ev.u.seam.state, ==, VMSIG_RS_GUEST_PANICKED);
+    g_assert_cmpint(drain_to_bye(c, NULL), ==, -ESHUTDOWN);
+    vm_wait_exit(vm);
+    vmsig_client_close(c);
+    vm_free(vm);
+
+    /* SIGTERM to QEMU */
+    vm = vm_start(NULL, NULL, NULL);
+    c = attach(vm, NULL);
+    next_runstate(c, VMSIG_RS_RUNNING);
+    g_assert_cmpint(kill(peer_pid(c), SIGTERM), ==, 0);
+    ev = next_kind(c, VMSIG_EV_SHUTDOWN);
+    g_assert_cmpuint(ev.u.seam.cause, ==, VMSIG_SC_HOST_SIGNAL);
+    g_assert_cmpuint(ev.u.seam.guest, ==, 0);
+    g_assert_cmpint(drain_to_bye(c, NULL), ==, -ESHUTDOWN);
+    vm_wait_exit(vm);
+    vmsig_client_close(c);
+    vm_free(vm);
+}
+
 static void test_stop_cont(void)
 {
     Vm *vm = vm_start(NULL, NULL, NULL);
@@ -278,21 +447,39 @@ static void test_stop_cont(void)
     vm_free(vm);
 }
 
+/*
+ * The next RUNSTATE; every event before it must carry the next delivery
+ * seq (1, 2, 3, ... per control) with nothing lost. *last: the seq before.
+ */
+static vmsig_event next_runstate_nolost(vmsig_client *c, uint64_t *last)
+{
+    vmsig_msg m;
+
+    for (;;) {
+        g_assert_cmpint(vmsig_client_next(c, &m, EV_TIMEOUT_MS), ==, 0);
+        g_assert_cmpuint(m.ev.seq, ==, *last + 1);
+        g_assert_cmpuint(m.lost, ==, 0);
+        *last = m.ev.seq;
+        if (m.ev.kind == VMSIG_EV_RUNSTATE) {
+            return m.ev;
+        }
+    }
+}
+
 static void test_qmp_stop_cont(void)
 {
     Vm *vm = vm_start(NULL, NULL, NULL);
     vmsig_client *c = attach(vm, NULL);
-    vmsig_event snap = next_kind(c, VMSIG_EV_RUNSTATE);
-    vmsig_event ev;
+    uint64_t last = 0;
+    vmsig_event ev = next_runstate_nolost(c, &last);
 
+    g_assert_true(ev.flags & VMSIG_F_SNAPSHOT);
     qmp_ok(vm->qts, "stop");
-    ev = next_kind(c, VMSIG_EV_RUNSTATE);
+    ev = next_runstate_nolost(c, &last);
     g_assert_cmpuint(ev.u.seam.state, ==, VMSIG_RS_PAUSED);
-    g_assert_cmpuint(ev.seq, ==, snap.seq + 1); /* nothing lost */
     qmp_ok(vm->qts, "cont");
-    ev = next_kind(c, VMSIG_EV_RUNSTATE);
+    ev = next_runstate_nolost(c, &last);
     g_assert_cmpuint(ev.u.seam.state, ==, VMSIG_RS_RUNNING);
-    g_assert_cmpuint(ev.seq, ==, snap.seq + 2);
 
     vmsig_client_close(c);
     vm_free(vm);
@@ -953,6 +1140,8 @@ int main(int argc, char **argv)
 
     qtest_add_func("/vmsig/vm/attach-snapshot", test_attach_snapshot);
     qtest_add_func("/vmsig/vm/query", test_query);
+    qtest_add_func("/vmsig/vm/query-host", test_query_host);
+    qtest_add_func("/vmsig/vm/states-and-causes", test_states_and_causes);
     qtest_add_func("/vmsig/vm/stop-cont", test_stop_cont);
     qtest_add_func("/vmsig/vm/qmp-stop-cont", test_qmp_stop_cont);
     qtest_add_func("/vmsig/vm/qmp-system-reset", test_qmp_system_reset);
