@@ -410,11 +410,10 @@ static void deliver_to(vmsig_control *c, vmsig_event *ev, const int *fds, unsign
 
 /* Delivers to every control the event is for, plus `also` (may be NULL).
  * Controls attached during the loop already got the state as a snapshot. */
-static void broadcast(vmsig_core *core, vmsig_event *ev, const int *fds, unsigned nfds,
-                      vmsig_control *also)
+static void broadcast_row(vmsig_core *core, const vmsig_kind_row *k, vmsig_event *ev,
+                          const int *fds, unsigned nfds, vmsig_control *also)
 {
     unsigned n = core->nctl;
-    const vmsig_kind_row *k = vmsig__kind(ev->kind); /* once, not per control */
 
     core_enter(core);
     for (unsigned i = 0; i < n; i++) {
@@ -424,6 +423,12 @@ static void broadcast(vmsig_core *core, vmsig_event *ev, const int *fds, unsigne
         }
     }
     core_leave(core);
+}
+
+static void broadcast(vmsig_core *core, vmsig_event *ev, const int *fds, unsigned nfds,
+                      vmsig_control *also)
+{
+    broadcast_row(core, vmsig__kind(ev->kind), ev, fds, nfds, also);
 }
 
 static void stamp(vmsig_event *ev)
@@ -453,7 +458,7 @@ int vmsig_core_publish(vmsig_core *core, vmsig_event *ev)
         ep->seam_ts = ev->ts_ns;
         ep->has_seam = 1;
     }
-    broadcast(core, ev, NULL, 0, NULL);
+    broadcast_row(core, k, ev, NULL, 0, NULL);
     return 0;
 }
 

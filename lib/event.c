@@ -133,7 +133,7 @@ int vmsig_key_by_name(const char *name)
 
 /* The one table of kinds (kinds.h). Columns: kind, dir, fds, fixed, tail_max,
  * source, cap, class, feature, name. */
-static const vmsig_kind_row kind_rows[] = {
+const vmsig_kind_row vmsig__kind_rows[VMSIG__KIND_ROWS] = {
     { VMSIG_MSG_HELLO, VMSIG_WIRE_C2S, VMSIG_WIRE_FDS_NONE, SZ(vmsig_wire_hello), 0,
       NOSRC, 0, 0, 0, "hello" },
     { VMSIG_MSG_WELCOME, VMSIG_WIRE_S2C, VMSIG_WIRE_FDS_NONE, SZ(vmsig_wire_welcome), 0,
@@ -181,31 +181,13 @@ static const vmsig_kind_row kind_rows[] = {
       0, 0, 0, "release" },
 };
 
-/* Rows are grouped by the kind's high byte (0x00 connection, 0x01 SEAM,
- * 0x02 MEMCTX, 0x03 ARB, 0x10 commands) and numbered from 1 (commands from
- * 0) inside a group, so a lookup is a short scan from the group's start. */
-const vmsig_kind_row *vmsig__kind(uint32_t kind)
-{
-    static const uint8_t first_of[] = { [0x00] = 0, [0x01] = 5, [0x02] = 11, [0x03] = 13,
-                                        [0x10] = 14 };
-    uint32_t group = kind >> 8;
-    size_t n = sizeof(kind_rows) / sizeof(kind_rows[0]);
-
-    if (group >= sizeof(first_of) || (group != 0 && first_of[group] == 0)) {
-        return NULL;
-    }
-    for (size_t i = first_of[group]; i < n && (kind_rows[i].kind >> 8) == group; i++) {
-        if (kind_rows[i].kind == kind) {
-            return &kind_rows[i];
-        }
-    }
-    return NULL;
-}
+_Static_assert(sizeof(vmsig__kind_rows) / sizeof(vmsig__kind_rows[0]) == VMSIG__KIND_ROWS,
+               "kinds.h's row count matches the table");
 
 const vmsig_kind_row *vmsig__kinds(unsigned *n)
 {
-    *n = (unsigned)(sizeof(kind_rows) / sizeof(kind_rows[0]));
-    return kind_rows;
+    *n = VMSIG__KIND_ROWS;
+    return vmsig__kind_rows;
 }
 
 const char *vmsig_kind_name(uint32_t kind)

@@ -37,8 +37,40 @@ typedef struct vmsig_kind_row {
     const char *name;
 } vmsig_kind_row;
 
-/* The row of a kind, NULL if unknown. */
-const vmsig_kind_row *vmsig__kind(uint32_t kind);
+#define VMSIG__KIND_ROWS 22u
+extern const vmsig_kind_row vmsig__kind_rows[VMSIG__KIND_ROWS];
+
+/*
+ * The row of a kind, NULL if unknown. Rows are grouped by the kind's high
+ * byte (0x00 connection, 0x01 SEAM, 0x02 MEMCTX, 0x03 ARB, 0x10 commands)
+ * and numbered without holes inside a group, so a lookup is an index,
+ * checked against the row it lands on (tests/unit/test_wire.c checks every
+ * kind number). Inline: the core looks up every event it publishes.
+ */
+static inline const vmsig_kind_row *vmsig__kind(uint32_t kind)
+{
+    /* group -> index of its first row, rows in it, kind number of the first */
+    static const struct {
+        uint8_t first, count;
+        uint16_t base;
+    } groups[0x11] = {
+        [0x00] = { 0, 5, VMSIG_MSG_HELLO },
+        [0x01] = { 5, 6, VMSIG_EV_RUNSTATE },
+        [0x02] = { 11, 2, VMSIG_EV_MEMCTX },
+        [0x03] = { 13, 1, VMSIG_EV_ARB },
+        [0x10] = { 14, 8, VMSIG_CMD_NOP },
+    };
+    uint32_t g = kind >> 8, off;
+
+    if (g >= sizeof(groups) / sizeof(groups[0]) || kind < groups[g].base) {
+        return NULL;
+    }
+    off = kind - groups[g].base;
+    if (off >= groups[g].count || vmsig__kind_rows[groups[g].first + off].kind != kind) {
+        return NULL;
+    }
+    return &vmsig__kind_rows[groups[g].first + off];
+}
 /* The whole table. */
 const vmsig_kind_row *vmsig__kinds(unsigned *n);
 
