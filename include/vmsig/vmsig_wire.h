@@ -213,7 +213,7 @@ _Static_assert(sizeof(vmsig_wire_memseg) == 32, "memseg size");
  * the map is unavailable (nseg == nfds == 0) and `why` names the fix. */
 typedef struct vmsig_wire_memctx {
     uint64_t generation; /* grows by one per published map, starts at 1 */
-    uint64_t ram_size;   /* total guest RAM bytes in the map */
+    uint64_t ram_size;   /* bytes the segments map (the sum of their sizes) */
     uint32_t nseg;       /* segments that follow */
     int32_t  status;     /* 0; -ENODEV guest RAM not shareable; -E2BIG map over
                           * VMSIG_MEMCTX_MAX_SEGS / VMSIG_WIRE_MAX_FDS; other
@@ -281,9 +281,10 @@ typedef struct vmsig_wire_vminfo {
     uint32_t running;
     uint32_t vcpus;
     uint32_t endpoint;
-    uint64_t ram_size;    /* bytes of guest RAM the machine was given (-m), the
-                           * same number as MEMCTX ram_size whenever the map is
-                           * available and no DIMM is hotplugged */
+    uint64_t ram_size;    /* bytes of RAM the machine was given (-m). Not MEMCTX
+                           * ram_size, which counts the bytes its segments map:
+                           * less by what QEMU maps over RAM (on pc, 256 KiB of
+                           * ROM at 0xc0000-0xfffff), more by hotplugged DIMMs */
     uint64_t memctx_gen;  /* current MEMCTX generation, 0 if none */
     char     version[32]; /* QEMU version, NUL padded */
     char     name[32];    /* VM name (-name), NUL padded */
