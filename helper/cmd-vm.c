@@ -29,22 +29,46 @@ int cmd_status(int argc, char **argv)
         if (!usable(h)) {
             continue;
         }
-        memset(&vi, 0, sizeof(vi));
-        int r = vmsig_client_vm(h->c, h->ep, VMSIG_VM_QUERY, &vi);
+        /* The raw call, for the VMINFO_HOST tail when it was negotiated. */
+        vmsig_event q;
+        vmsig_reply rep;
+        memset(&q, 0, sizeof(q));
+        q.dir = VMSIG_DIR_DOWN;
+        q.kind = VMSIG_CMD_VM;
+        q.endpoint = h->ep;
+        q.u.cmd.op = VMSIG_VM_QUERY;
+        int r = vmsig_client_call(h->c, &q, &rep, G.timeout_ms);
         if (r < 0) {
             fail(h, r, "status", VMSIG_CAP_VM, 0);
             continue;
         }
+        memset(&vi, 0, sizeof(vi));
+        memcpy(&vi, rep.body, rep.len < sizeof(vi) ? rep.len : sizeof(vi));
+        vmsig_wire_vminfo_host host;
+        int has_host = rep.len >= sizeof(vi) + sizeof(host);
+        memset(&host, 0, sizeof(host));
+        if (has_host) {
+            memcpy(&host, rep.body + sizeof(vi), sizeof(host));
+        }
+        char accel[sizeof(host.accel) + 1];
+        snprintf(accel, sizeof(accel), "%.*s", (int)sizeof(host.accel), host.accel);
+        const vmsig_wire_welcome *wl = vmsig_client_welcome(h->c);
         /* Server strings are NUL padded, not necessarily terminated. */
         char ver[sizeof(vi.version) + 1], name[sizeof(vi.name) + 1];
         snprintf(ver, sizeof(ver), "%.*s", (int)sizeof(vi.version), vi.version);
         snprintf(name, sizeof(name), "%.*s", (int)sizeof(vi.name), vi.name);
         if (G.json) {
             printf("{\"socket\":%s,\"ep\":%u,\"state\":%s,\"running\":%s,\"vcpus\":%u,"
-                   "\"ram_size\":%llu,\"version\":%s,\"name\":%s,\"memctx_gen\":%llu}\n",
+                   "\"ram_size\":%llu,\"version\":%s,\"name\":%s,\"memctx_gen\":%llu,"
+                   "\"protocol\":\"%u.%u\",\"features\":%llu",
                    jstr(h->path), vi.endpoint, jstr(vmsig_runstate_name(vi.state)),
                    vi.running ? "true" : "false", vi.vcpus, (unsigned long long)vi.ram_size,
-                   jstr(ver), jstr(name), (unsigned long long)vi.memctx_gen);
+                   jstr(ver), jstr(name), (unsigned long long)vi.memctx_gen, wl->major,
+                   wl->minor, (unsigned long long)wl->features);
+            if (has_host) {
+                printf(",\"pid\":%u,\"accel\":%s", host.pid, jstr(accel));
+            }
+            printf("}\n");
             continue;
         }
         out(h, "endpoint:   %u\n"
@@ -59,6 +83,12 @@ int cmd_status(int argc, char **argv)
             human_size(vi.ram_size), (unsigned long long)vi.ram_size, *ver ? ver : "-",
             *name ? name : "-", (unsigned long long)vi.memctx_gen,
             vi.memctx_gen ? "" : " (no MEMCTX: guest RAM not shareable?)");
+        if (has_host) {
+            out(h, "qemu pid:   %u\n"
+                   "accel:      %s", host.pid, *accel ? accel : "-");
+        }
+        out(h, "protocol:   %u.%u, features 0x%llx", wl->major, wl->minor,
+            (unsigned long long)wl->features);
     }
     fflush(stdout);
     return final_rc(0);

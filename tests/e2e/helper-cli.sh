@@ -81,8 +81,11 @@ t_like "$T_OUT" "nothing.sock" "the message names the path"
 # --- status / run control
 t_exit 0 "status" "$H" -s "$A" status
 t_like "$T_OUT" "state: +running" "status says running"
+t_like "$T_OUT" "accel: +tcg" "status names the accelerator (negotiated VMINFO_HOST)"
+t_like "$T_OUT" "protocol: +1\.0, features 0x1" "status shows the negotiated protocol"
 t_exit 0 "status --json" "$H" -s "$A" --json status
 t_like "$T_OUT" '"vcpus":1,"ram_size":134217728' "JSON status has vcpus and RAM size"
+t_like "$T_OUT" '"protocol":"1.0","features":1,"pid":[1-9][0-9]*,"accel":"tcg"' "JSON status has protocol, QEMU pid and accel"
 t_exit 0 "stop" "$H" -s "$A" stop
 t_like "$("$H" -s "$A" --json status)" '"state":"paused"' "paused after stop"
 t_exit 0 "cont" "$H" -s "$A" cont
@@ -152,7 +155,17 @@ t_exit 0 "type a text longer than QEMU's key queue holds (sent in pieces)" "$H" 
 t_like "$T_OUT" "typed 220 characters" "all of it typed"
 t_exit 0 "mouse move" "$H" -s "$A" mouse move 10 -5
 t_exit 0 "mouse click" "$H" -s "$A" mouse click right
-t_exit 1 "unknown qcode is a usage error" "$H" -s "$A" key notakey
+t_exit 1 "unknown key name is a usage error" "$H" -s "$A" key notakey
+t_exit 0 "key --list" "$H" -s "$A" key --list
+t_like "$T_OUT" "^ *30 a$" "key --list gives a's Linux code"
+
+# --- grants file check (no socket)
+printf '# test\nuid:1000 endpoints=all caps=all\ntoken:abc endpoints=0 caps=OBSERVE\ndefault endpoints=all caps=OBSERVE\n' >"$work/g.txt"
+t_exit 0 "grants FILE" "$H" grants "$work/g.txt"
+t_like "$T_OUT" "line 3: token \(not shown\)  principal 2588403979 \(0x9a47e90b\)" "grants prints a token line's principal"
+printf 'uid:3000000000 endpoints=all caps=all\n' >"$work/g2.txt"
+t_exit 1 "grants FILE refuses a uid in the token range" "$H" grants "$work/g2.txt"
+t_like "$T_OUT" "line 1: uid 3000000000 is out of range" "and names the line"
 
 # --- grants
 t_exit 3 "write without MEMWRITE: exit 3" "$H" -s "$B" write 0x1000 00
