@@ -278,6 +278,30 @@ static int pump(vmsig_client *c, uint64_t deadline_ns, uint64_t want, vmsig_repl
     }
 }
 
+/* A send failed because the server closed: what it sent before closing is
+ * still in our socket, usually a BYE that says why. Take it (and the events
+ * before it) without waiting: the server is gone, nothing more will come. */
+static void take_last_words(vmsig_client *c)
+{
+    for (;;) {
+        vmsig_wire_frame f;
+        int rc = vmsig__wire_reader_next(c->rd, &f);
+        if (rc < 0) {
+            break;
+        }
+        if (rc == 1) {
+            if (handle(c, &f, 0, NULL, NULL) < 0) {
+                break; /* the BYE (or our own queue bound) */
+            }
+            continue;
+        }
+        if (vmsig__wire_reader_fill(c->rd, c->fd) <= 0) {
+            break;
+        }
+    }
+    c->gone = 1;
+}
+
 static int send_frame(vmsig_client *c, const vmsig_wire_hdr *h, const void *p1, size_t l1,
                       const void *p2, size_t l2, uint64_t deadline_ns)
 {
@@ -290,7 +314,7 @@ static int send_frame(vmsig_client *c, const vmsig_wire_hdr *h, const void *p1, 
     }
     rc = vmsig__wire_writer_flush_wait(c->wr, c->fd, deadline_ns);
     if (rc == -EPIPE) {
-        c->gone = 1;
+        take_last_words(c);
     }
     return rc;
 }

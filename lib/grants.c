@@ -197,6 +197,10 @@ int vmsig_grants_lookup(const vmsig_grants *t, uint32_t uid, const char *token, 
         *out = e->g;
         return 0;
     }
+    if (uid >= 0x80000000u) {
+        /* Its principal would fall among the token ids: refuse, never alias. */
+        return -EPERM;
+    }
     e = find_entry(t, ENT_UID, uid, NULL, 0);
     if (!e) {
         e = find_entry(t, ENT_DEFAULT, 0, NULL, 0);

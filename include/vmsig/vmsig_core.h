@@ -67,7 +67,10 @@ vmsig_arb_policy vmsig_arb_policy_by_name(const char *name);
  *   negative errno; the core puts it in the reply. When refusing, the body
  *   may be a NUL-terminated explanation (it reaches the control). ACQUIRE/RELEASE/NOP never
  *   reach it. If it returns 0 for CMD_MEMWRITE, the core publishes
- *   VMSIG_EV_MEMWRITE_DONE to the MEMCTX subscribers after the reply.
+ *   VMSIG_EV_MEMWRITE_DONE to the MEMCTX subscribers before
+ *   vmsig_control_submit returns (so before a socket control's REPLY).
+ *   The CMD_VM query body may always carry vmsig_wire_vminfo_host after the
+ *   vminfo: the core trims it for controls without VMSIG_FEAT_VMINFO_HOST.
  */
 typedef struct vmsig_backend_ops {
     int (*command)(void *opaque, const vmsig_event *cmd, uint32_t principal,
@@ -125,9 +128,11 @@ void vmsig_core_set_policy(vmsig_core *core, vmsig_arb_policy policy, void *opaq
 /* ---- UP: the VM side publishes ---- */
 
 /*
- * Publish an UP event for ev->endpoint: the core sets ev->seq (per-endpoint,
- * starting at 1) and ev->ts_ns (if 0), remembers SEAM state for snapshots and
- * delivers to every control whose effective subscription and grant cover it.
+ * Publish an UP event for ev->endpoint: the core sets ev->ts_ns (if 0),
+ * remembers SEAM state for snapshots and delivers to every control whose
+ * effective subscription and grant cover it, setting ev->seq before each
+ * delivery to that control's next delivery sequence number (so after the
+ * call ev->seq is the last control's).
  * ev is borrowed. Returns 0, -EINVAL (not an UP kind; MEMCTX must use
  * vmsig_core_publish_memctx).
  */
@@ -177,8 +182,8 @@ typedef struct vmsig_control_ops {
  * sub & grant (sources also narrowed by the caps that receive them). A NULL or
  * all-zero sub means everything the grant allows. The new control first gets
  * a snapshot (the current RUNSTATE of each endpoint in its subscription, then
- * the current MEMCTX of each), flagged VMSIG_F_SNAPSHOT with seq = the
- * endpoint's current seq, then live events.
+ * the current MEMCTX of each), flagged VMSIG_F_SNAPSHOT with seq 1, 2, ...
+ * (its own delivery sequence starts with them), then live events.
  * Returns the core's handle, or NULL with *err = -EINVAL (grant with a retired
  * or unknown bit), -EMFILE (max_controls reached), -ENOMEM, -ESHUTDOWN (core
  * being freed), -ENOBUFS / -EPIPE (deliver refused the snapshot with -EAGAIN /
@@ -270,7 +275,9 @@ vmsig_grants *vmsig_grants_parse(const char *text, int *err, char *errbuf, size_
  * -ENOMEM. */
 int vmsig_grants_set(vmsig_grants *t, uint32_t uid, const char *token, const vmsig_grant *g);
 /* Look up a peer: a token match wins, then its uid, then the default.
- * 0 and *out filled, or -EPERM (no entry; a wrong token is -EPERM too). */
+ * 0 and *out filled, or -EPERM (no entry; a wrong token is -EPERM too; a
+ * peer without a token whose uid is >= 0x80000000, whose principal would
+ * fall among the token ids). */
 int vmsig_grants_lookup(const vmsig_grants *t, uint32_t uid, const char *token, vmsig_grant *out);
 void vmsig_grants_free(vmsig_grants *t);
 

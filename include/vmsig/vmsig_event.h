@@ -80,7 +80,7 @@ int vmsig_grant_check(const vmsig_grant *g);
  * (uids >= 0x80000000 are refused), so the two never meet; a grants file in
  * which two tokens would get the same id is refused. A client maps the
  * principal in WELCOME, ARB owner/by and MEMWRITE_DONE writer back to a
- * grants line with this function (or `vmsig-helper grants --check FILE`,
+ * grants line with this function (or `vmsig-helper grants FILE`,
  * which prints every line's id). 0 for an empty or over-long token.
  */
 uint32_t vmsig_token_principal(const char *token);

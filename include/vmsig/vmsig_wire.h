@@ -98,8 +98,9 @@ typedef struct vmsig_wire_hdr {
                         * UP event: this control's delivery sequence number,
                         * 1, 2, 3, ...: a gap of N means N events lost */
     uint64_t ts_ns;    /* UP event: CLOCK_MONOTONIC ns when it happened; else 0 */
-    uint32_t endpoint; /* VM the frame is about; 0 for HELLO/WELCOME/BYE/SUBSCRIBE/NOP
-                        * unless a command names one */
+    uint32_t endpoint; /* VM the frame is about: a command's target (NOP too:
+                        * it must be in the grant); 0 for HELLO, WELCOME, BYE
+                        * and SUBSCRIBE (HELLO/SUBSCRIBE: -EPROTO otherwise) */
     int32_t  status;   /* REPLY/BYE: 0 or a negative errno; else 0 */
 } vmsig_wire_hdr;
 _Static_assert(sizeof(vmsig_wire_hdr) == 32, "wire header size");

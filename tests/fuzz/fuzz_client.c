@@ -31,7 +31,7 @@
  *  - every descriptor handed out is open, close-on-exec and new; none leaks
  *    (/proc/self/fd before and after), none is closed twice.
  *
- * Reference rules for descriptors (docs/protocol.rst "Connection"): the fds
+ * Reference rules for descriptors (docs/protocol.rst "Descriptors"): the fds
  * of one read belong to the first frame that declares fds and whose header
  * starts in the bytes of that read; a frame that declares fds gets exactly
  * those (else -EPROTO); fds no frame can take (the read ends within or

@@ -951,6 +951,40 @@ static void test_lost(void)
     raw_stop(r);
 }
 
+/* The server says BYE and closes before our command: the send fails, and
+ * the BYE that was already there still tells why. */
+static void run_bye_then_close(raw *r, int cfd)
+{
+    vmsig_wire_bye bye;
+    memset(&bye, 0, sizeof(bye));
+    g_strlcpy(bye.text, "going away for a test", sizeof(bye.text));
+    vmsig_wire_hdr h = { .kind = VMSIG_MSG_BYE, .len = sizeof(bye), .status = -ESHUTDOWN };
+    uint8_t buf[sizeof(h) + sizeof(bye)];
+    memcpy(buf, &h, sizeof(h));
+    memcpy(buf + sizeof(h), &bye, sizeof(bye));
+    if (raw_send(r, cfd, buf, sizeof(buf), NULL, 0) == 0) {
+        shutdown(cfd, SHUT_RDWR); /* raw_serve closes it later */
+        r->sent = 1;
+    }
+}
+
+static void test_bye_after_failed_send(void)
+{
+    raw *r = raw_start(run_bye_then_close);
+    vmsig_client *c = raw_connect(r);
+    while (!r->sent) {
+        g_usleep(1000);
+    }
+    g_usleep(20 * 1000);
+    const char *text = NULL;
+    int rc = nop(c, 3000);
+    g_assert_cmpint(rc, ==, -EPIPE);
+    g_assert_cmpint(vmsig_client_bye(c, &text), ==, -ESHUTDOWN);
+    g_assert_cmpstr(text, ==, "going away for a test");
+    vmsig_client_close(c);
+    raw_stop(r);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -958,6 +992,7 @@ int main(int argc, char **argv)
     g_test_add_func("/client/features", test_features);
     g_test_add_func("/client/welcome-checks", test_welcome_checks);
     g_test_add_func("/client/lost", test_lost);
+    g_test_add_func("/client/bye-after-failed-send", test_bye_after_failed_send);
     g_test_add_func("/client/call", test_call);
     g_test_add_func("/client/events-during-call", test_events_during_call);
     g_test_add_func("/client/arbitration", test_arbitration);

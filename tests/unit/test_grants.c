@@ -326,6 +326,14 @@ static void test_uid_range(void)
     vmsig_grant g = { .endpoint_mask = 1, .caps = VMSIG_CAP_OBSERVE };
     g_assert_cmpint(vmsig_grants_set(t, 0x80000000u, NULL, &g), ==, -EINVAL);
     vmsig_grants_free(t);
+    /* A peer in that range is refused even by the default entry. */
+    t = vmsig_grants_parse("default endpoints=all caps=OBSERVE\n", &err, NULL, 0);
+    g_assert_nonnull(t);
+    vmsig_grant out;
+    g_assert_cmpint(vmsig_grants_lookup(t, 0x7fffffffu, NULL, &out), ==, 0);
+    g_assert_cmpuint(out.principal, ==, 0x7fffffffu);
+    g_assert_cmpint(vmsig_grants_lookup(t, 0x80000000u, NULL, &out), ==, -EPERM);
+    vmsig_grants_free(t);
     g_assert_cmpuint(vmsig_token_principal(""), ==, 0);
     g_assert_cmpuint(vmsig_token_principal(NULL), ==, 0);
 }
