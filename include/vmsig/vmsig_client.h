@@ -3,6 +3,15 @@
  * or any vmsig core listening on a UNIX socket), receive events and their
  * fds, send commands and wait for replies, map guest RAM read-only.
  *
+ * ABI (docs/library.md): libvmsig.so.1 exports only the vmsig_[a-z]* names
+ * declared in these headers. Within soname 1 functions and constants are
+ * only added, never removed, renumbered or changed in meaning; structs with
+ * a `version` field (vmsig_core_config, vmsig_client_config) grow only at
+ * the end, and the library takes every version from 1 to the current one,
+ * reading a field only if the caller's version has it. Other structs and
+ * the callback tables are frozen. The wire protocol evolves separately, by
+ * negotiated features (docs/protocol.rst).
+ *
  * A vmsig_client is used by one thread at a time. Calls that wait take a
  * timeout in milliseconds (-1 = forever). Errors are negative errno:
  *   -ENOENT / -ECONNREFUSED  no server at path

@@ -8,6 +8,15 @@
  * must be called on that loop's thread ("the loop thread"); every callback is
  * called on it.
  *
+ * ABI (docs/library.md): libvmsig.so.1 exports only the vmsig_[a-z]* names
+ * declared in these headers. Within soname 1 functions and constants are
+ * only added, never removed, renumbered or changed in meaning; structs with
+ * a `version` field (vmsig_core_config, vmsig_client_config) grow only at
+ * the end, and the library takes every version from 1 to the current one,
+ * reading a field only if the caller's version has it. Other structs and
+ * the callback tables are frozen. The wire protocol evolves separately, by
+ * negotiated features (docs/protocol.rst).
+ *
  * Errors: functions return 0 or a negative errno. The values a function can
  * return are listed with it; the ones with a fixed meaning everywhere are
  *   -EPERM   refused by the grant (capability or endpoint mask)
