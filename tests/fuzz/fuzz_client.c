@@ -19,12 +19,12 @@
  *    header, payload bytes, nfds, and the very descriptors (by inode) the
  *    reference ties to the frame;
  *  - a stream the reference calls bad ends in a negative errno from the
- *    reader, of the class the violated rule names, as soon as the bad bytes
- *    are in and no sooner. A bad header is reported in the protocol's order
- *    (-EMSGSIZE, then -EPROTO, then -EBADMSG); a frame that breaks several
- *    rules past its header (fds and payload) may get any of their classes,
- *    as no order is specified there. A stream cut short ends in -EPIPE with
- *    bytes pending, a good one in -EPIPE with none;
+ *    reader, of the class the first broken rule names in the order of
+ *    docs/protocol.rst "Framing errors" (the header: -EMSGSIZE, then
+ *    -EPROTO, then -EBADMSG; once the frame is in: its fds, -EPROTO, then
+ *    inner lengths, -EBADMSG), as soon as the bad bytes are in and no
+ *    sooner. A stream cut short ends in -EPIPE with bytes pending, a good
+ *    one in -EPIPE with none;
  *  - a read the reader refuses (-EPROTO from _fill) is one with more than
  *    VMSIG_WIRE_MAX_FDS fds, or one while READER_PENDING_MAX fd batches wait
  *    for their frames, which only a stream with stray fds can cause;
@@ -39,9 +39,7 @@
  * the spec both hold (stray fds inside a frame that has its own), the frame
  * may or may not be returned before the error.
  *
- * Environment: VMSIG_FUZZ_STATS=1 prints what the inputs exercised at exit;
- * VMSIG_FUZZ_STRICT=1 takes the header's word where it and lib/wire.c differ
- * (see ref_payload).
+ * Environment: VMSIG_FUZZ_STATS=1 prints what the inputs exercised at exit.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -181,8 +179,6 @@ static int bad(ref_out *o, unsigned errs, unsigned lo, unsigned hi, const char *
     return REF_BAD;
 }
 
-static int strict; /* VMSIG_FUZZ_STRICT: where docs and code differ, the docs */
-
 /* Payload rules beyond the size (EV_MEMCTX only, for the server's kinds). */
 static unsigned ref_payload(const vmsig_wire_hdr *h, const uint8_t *pl, char *why, size_t wl)
 {
@@ -204,12 +200,9 @@ static unsigned ref_payload(const vmsig_wire_hdr *h, const uint8_t *pl, char *wh
     for (uint32_t i = 0; i < mc.nseg; i++) {
         vmsig_wire_memseg sg;
         memcpy(&sg, pl + sizeof(mc) + i * sizeof(sg), sizeof(sg));
-        if (sg.flags != 0) {
-            /* include/vmsig/vmsig_wire.h: "a client refuses a map with other
-             * flags: -EPROTO"; lib/wire.c answers -EBADMSG. Both until the
-             * two agree (VMSIG_FUZZ_STRICT=1: the header's word only). */
+        if (sg.flags != 0) { /* reserved: -EBADMSG from the reader ("Reserved fields") */
             snprintf(why, wl, "MEMCTX segment %u reserved flags 0x%x", i, sg.flags);
-            return strict ? E_PROTO : E_PROTO | E_BADMSG;
+            return E_BADMSG;
         }
         if (sg.fd_index >= h->nfds) {
             snprintf(why, wl, "MEMCTX segment %u fd_index %u of %u fds", i, sg.fd_index, h->nfds);
@@ -252,10 +245,10 @@ static int ref_decode(const uint8_t *stream, uint64_t L, batch *b, unsigned nb, 
         vmsig_wire_hdr h;
         memcpy(&h, stream + p, sizeof(h));
         const ref_kind *rk = ref_kind_of(h.kind);
-        /* Header rules, in the order the protocol reports them, all from the
-         * header before its payload is read: the size limit (-EMSGSIZE),
-         * then reserved fields, kind, direction, fds (-EPROTO), then the
-         * kind's size (-EBADMSG). */
+        /* Header rules, in the order of docs/protocol.rst "Framing errors",
+         * all from the header before its payload is read: 1 the size limit
+         * (-EMSGSIZE); 3..5 reserved fields (known flags only), kind,
+         * direction, fds (-EPROTO); 6 the kind's size (-EBADMSG). */
         unsigned herr = 0;
         if (h.len > VMSIG_WIRE_MAX_PAYLOAD) {
             herr = E_MSGSIZE;
@@ -303,7 +296,8 @@ static int ref_decode(const uint8_t *stream, uint64_t L, batch *b, unsigned nb, 
         unsigned perr = ref_payload(&h, stream + p + HDR, why + strlen(why),
                                     sizeof(why) - strlen(why));
         if (ferr || perr || (stray >= 0 && !h.nfds)) {
-            return bad(o, ferr | perr | (stray >= 0 ? E_PROTO : 0), k, k,
+            /* check 7 (descriptors) before check 8 (inner lengths) */
+            return bad(o, ferr || (stray >= 0 && !h.nfds) ? E_PROTO : perr, k, k,
                        "frame %u (kind 0x%04x len %u nfds %u): %s%s", k, h.kind, h.len, h.nfds,
                        why, stray >= 0 ? " stray fds" : "");
         }
@@ -418,8 +412,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     }
     atexit(cleanup);
-    const char *st = getenv("VMSIG_FUZZ_STRICT");
-    strict = st && *st && strcmp(st, "0") != 0;
     const char *e = getenv("VMSIG_FUZZ_STATS");
     if (e && *e && strcmp(e, "0") != 0) {
         atexit(print_stats);
@@ -609,9 +601,12 @@ static void compare_frames(const run *r, const ref_out *o, unsigned upto)
  * client library (vmsig_client_connect, then vmsig_client_next until it
  * fails) must not crash, hang, leak or hand out a bad fd; with auto_map it
  * must map MEMCTX and read every segment it accepted. When the stream
- * carries no fds the events it delivers must be the reference's frames
- * (REPLY dropped, nothing after BYE or a second WELCOME), in order; it may
- * stop earlier (the library has rules of its own, e.g. the WELCOME version).
+ * carries no fds, and the library took its WELCOME (it has rules of its own
+ * there: version, features, reserved fields), the events it delivers must be
+ * the reference's frames in order (REPLY dropped: no call waits for one),
+ * and then -EPIPE for BYE or the end of the stream, -EPROTO for a second
+ * WELCOME or a framing error (docs/protocol.rst: the reference client
+ * reports every framing error as -EPROTO).
  */
 static void *server_main(void *arg)
 {
@@ -694,9 +689,10 @@ static void run_client(const run *r)
         }
     }
     unsigned fi = 1; /* next reference frame to match an event against */
+    int rc = 0;
     for (unsigned n = 0; c; n++) {
         vmsig_msg m;
-        int rc = vmsig_client_next(c, &m, 5000);
+        rc = vmsig_client_next(c, &m, 5000);
         if (rc < 0) {
             if (rc == -ETIMEDOUT) {
                 report(r, &o, "client: next timed out on a server that closed");
@@ -753,6 +749,20 @@ static void run_client(const run *r)
                    (unsigned long long)h.id);
         }
         fi++;
+    }
+    if (c && !with_fds) {
+        /* How the session ends: BYE or the end of the stream -EPIPE, a
+         * second WELCOME or a framing error -EPROTO. */
+        while (fi < sure && (memcpy(&h, r->stream + rf[fi].p, HDR), h.kind == VMSIG_MSG_REPLY)) {
+            fi++;
+        }
+        int want = fi < sure ? (h.kind == VMSIG_MSG_BYE ? -EPIPE
+                                : h.kind == VMSIG_MSG_WELCOME ? -EPROTO : 0)
+                             : o.verdict == REF_BAD ? -EPROTO : -EPIPE;
+        if (rc != want) {
+            report(r, &o, "client: next returned %d (%s) after frame %u; expected %s", rc,
+                   strerror(-rc), fi, want ? strerror(-want) : "another event");
+        }
     }
     if (c) {
         vmsig_client_close(c);
