@@ -27,7 +27,14 @@
 typedef struct listener listener;
 typedef struct sockconn sockconn;
 
+/* Handshake slots and parking, per peer uid (SO_PEERCRED at accept). */
+typedef struct uidslot {
+    uid_t uid;
+    unsigned pending, parked;
+} uidslot;
+
 enum conn_state {
+    ST_PARKED,    /* accepted, waiting for a handshake slot; not read yet */
     ST_HANDSHAKE, /* waiting for HELLO */
     ST_ATTACHED,  /* a control of the core */
     ST_LINGER,    /* detached; flushing a last BYE before close, bounded by a timer */
@@ -37,8 +44,11 @@ struct sockconn {
     sockconn *prev, *next; /* in listener->conns while the listener lives */
     listener *l;           /* NULL once the listener is gone (core shutting down) */
     vmsig_core *core;
-    int fd, tfd;
-    vmsig_watch *w, *tw;
+    int fd;
+    vmsig_watch *w;
+    uint64_t deadline;     /* CLOCK_MONOTONIC ns of this state's deadline; 0 none */
+    uint64_t accept_seq;   /* order of accept, for fair unparking */
+    sockconn *tnext;       /* on the listener's expired chain while it is handled */
     uint32_t wevents;
     vmsig_wire_reader *rd;
     vmsig_wire_writer *wr;
@@ -68,13 +78,33 @@ struct listener {
     sockconn *conns;
     unsigned nconns;
     unsigned npending; /* conns in ST_HANDSHAKE */
+    unsigned nparked;  /* conns in ST_PARKED */
+    uidslot *uids;     /* per peer uid: pending and parked counts */
+    unsigned nuids, capuids;
+    uint64_t accepts;  /* connections accepted so far */
+    int accepting;     /* the listen fd is polled */
     int spare; /* reserved fd, given up to refuse a peer when out of fds */
-    int tfd;   /* re-arms the listener after an out-of-fds pause */
+    /* The one timer of the listener and all its connections: handshake,
+     * parked, half-sent frame and linger deadlines, and the out-of-fds
+     * back-off. A connection costs one fd, its socket. */
+    int tfd;
     vmsig_watch *tw;
+    uint64_t armed;         /* when tfd fires; 0 disarmed */
+    uint64_t backoff_until; /* out of fds: not accepting until then; 0 none */
 };
 
-/* Connections waiting for HELLO, at most: a peer that opens many and says
- * nothing cannot take every place (they also end at handshake_timeout_ms). */
+/*
+ * Admission (docs/protocol.rst "Admission"). Connections waiting for HELLO
+ * are at most pending_max() (max(16, max_controls / 4)); one uid holds at
+ * most half of them (uid_share), so a uid that opens many and says nothing
+ * cannot keep another out. A connection that finds no slot is parked:
+ * accepted, not read, started in accept order as slots free, the uid with
+ * the fewest handshakes first. A uid parks at most max_controls minus its
+ * share; parked connections are at most max_controls in all, and at that
+ * the listener stops accepting and the listen backlog (max_controls long)
+ * holds the rest. A connection over its uid's parking allowance, or over
+ * 2 * max_controls connections in all, gets BYE(-EMFILE) at once.
+ */
 #define PENDING_MIN 16u
 /* Out of fds with no spare to refuse a peer: stop polling the listener this
  * long (ms) instead of spinning on it. */
@@ -83,24 +113,96 @@ struct listener {
 static void conn_input(sockconn *c);
 static void partial_deadline(sockconn *c);
 
+static unsigned max_controls(const vmsig_core_config *cfg)
+{
+    return cfg->max_controls ? cfg->max_controls : 256u;
+}
+
 static unsigned pending_max(const vmsig_core_config *cfg)
 {
-    unsigned quarter = (cfg->max_controls ? cfg->max_controls : 256u) / 4u;
+    unsigned quarter = max_controls(cfg) / 4u;
     return quarter > PENDING_MIN ? quarter : PENDING_MIN;
 }
 
-/* Every state change goes here, so the listener's count of pending
- * handshakes stays true. */
-static void set_state(sockconn *c, enum conn_state st)
+static unsigned uid_share(const vmsig_core_config *cfg)
 {
-    if (c->l && c->state != st) {
-        if (c->state == ST_HANDSHAKE) {
-            c->l->npending--;
-        } else if (st == ST_HANDSHAKE) {
-            c->l->npending++;
+    return pending_max(cfg) / 2u;
+}
+
+static unsigned park_max(const vmsig_core_config *cfg)
+{
+    return max_controls(cfg);
+}
+
+static unsigned uid_park_max(const vmsig_core_config *cfg)
+{
+    return max_controls(cfg) > uid_share(cfg) ? max_controls(cfg) - uid_share(cfg) : 1u;
+}
+
+static uint64_t now_ns(void)
+{
+    return vmsig__now_ns();
+}
+
+static uidslot *uid_slot(listener *l, uid_t uid, int create)
+{
+    for (unsigned i = 0; i < l->nuids; i++) {
+        if (l->uids[i].uid == uid) {
+            return &l->uids[i];
         }
     }
+    if (!create) {
+        return NULL;
+    }
+    if (l->nuids == l->capuids) {
+        unsigned ncap = l->capuids ? l->capuids * 2 : 8;
+        uidslot *nv = realloc(l->uids, ncap * sizeof(*nv));
+        if (!nv) {
+            return NULL;
+        }
+        l->uids = nv;
+        l->capuids = ncap;
+    }
+    l->uids[l->nuids] = (uidslot){ .uid = uid };
+    return &l->uids[l->nuids++];
+}
+
+/* Count c in (add > 0) or out of the listener's and its uid's totals. */
+static void count_state(sockconn *c, int add)
+{
+    listener *l = c->l;
+    if (!l || (c->state != ST_HANDSHAKE && c->state != ST_PARKED)) {
+        return;
+    }
+    uidslot *u = uid_slot(l, c->uid, add > 0); /* NULL only on OOM: totals stay right */
+    unsigned *total = c->state == ST_HANDSHAKE ? &l->npending : &l->nparked;
+    *total = add > 0 ? *total + 1 : *total - 1;
+    if (u) {
+        unsigned *mine = c->state == ST_HANDSHAKE ? &u->pending : &u->parked;
+        *mine = add > 0 ? *mine + 1 : *mine - 1;
+        if (!u->pending && !u->parked) {
+            *u = l->uids[--l->nuids]; /* keep the table to the uids waiting */
+        }
+    }
+}
+
+static void listener_kick(listener *l);
+
+/* Every state change goes here, so the listener's counts stay true; a
+ * handshake slot or a parking place that frees up is given out at once. */
+static void set_state(sockconn *c, enum conn_state st)
+{
+    if (c->state == st) {
+        return;
+    }
+    int freed = c->state == ST_HANDSHAKE || c->state == ST_PARKED;
+    count_state(c, -1);
     c->state = st;
+    count_state(c, +1);
+    c->deadline = 0;
+    if (freed && c->l) {
+        listener_kick(c->l);
+    }
 }
 
 static void close_fds(int *fds, unsigned n)
@@ -121,14 +223,8 @@ static void conn_free(sockconn *c)
     if (c->w) {
         vmsig__watch_del(c->w);
     }
-    if (c->tw) {
-        vmsig__watch_del(c->tw);
-    }
     if (c->fd >= 0) {
         close(c->fd);
-    }
-    if (c->tfd >= 0) {
-        close(c->tfd);
     }
     vmsig__wire_reader_free(c->rd);
     vmsig__wire_writer_free(c->wr);
@@ -143,9 +239,11 @@ static void conn_free(sockconn *c)
             c->next->prev = c->prev;
         }
         l->nconns--;
-        if (c->state == ST_HANDSHAKE) {
-            l->npending--;
-        }
+        count_state(c, -1);
+        c->l = NULL;
+        free(c);
+        listener_kick(l); /* a slot, a parking place or a connection fewer */
+        return;
     }
     free(c);
 }
@@ -161,10 +259,7 @@ static void conn_close(sockconn *c)
         vmsig__watch_del(c->w);
         c->w = NULL;
     }
-    if (c->tw) {
-        vmsig__watch_del(c->tw);
-        c->tw = NULL;
-    }
+    c->deadline = 0;
     if (c->busy == 0) {
         conn_free(c);
     }
@@ -203,21 +298,30 @@ static void update_watch(sockconn *c)
     }
 }
 
+/* Arm the listener's timer for `when` unless it fires earlier already. */
+static void listener_arm(listener *l, uint64_t when)
+{
+    if (!l || l->tfd < 0 || !when || (l->armed && l->armed <= when)) {
+        return;
+    }
+    struct itimerspec its = { 0 };
+    its.it_value.tv_sec = (time_t)(when / 1000000000ull);
+    its.it_value.tv_nsec = (long)(when % 1000000000ull);
+    if (timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0) {
+        l->armed = when;
+    }
+}
+
+/* c's deadline: ms from now (this state's; a state change clears it). */
 static void arm_timer(sockconn *c, unsigned ms)
 {
-    struct itimerspec its = { 0 };
-    its.it_value.tv_sec = ms / 1000;
-    its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L;
-    if (ms == 0) {
-        its.it_value.tv_nsec = 1; /* 0 would disarm */
-    }
-    timerfd_settime(c->tfd, 0, &its, NULL);
+    c->deadline = now_ns() + (uint64_t)ms * 1000000ull;
+    listener_arm(c->l, c->deadline);
 }
 
 static void disarm_timer(sockconn *c)
 {
-    struct itimerspec its = { 0 };
-    timerfd_settime(c->tfd, 0, &its, NULL);
+    c->deadline = 0; /* the listener's timer may still fire: it finds nothing */
 }
 
 static void push_reply(sockconn *c, uint64_t id, uint32_t endpoint, int status,
@@ -244,7 +348,7 @@ static void close_or_linger(sockconn *c)
         return;
     }
     int rc = vmsig__wire_writer_flush(c->wr, c->fd);
-    if (rc == -EAGAIN && !c->shutdown && c->l && c->w && c->tw) {
+    if (rc == -EAGAIN && !c->shutdown && c->l && c->w) {
         set_state(c, ST_LINGER);
         arm_timer(c, c->timeout_ms);
         update_watch(c);
@@ -626,11 +730,10 @@ static void partial_deadline(sockconn *c)
     c->partial = half;
 }
 
-static void conn_timer(void *opaque, uint32_t events)
+/* c's deadline passed (called by the listener's timer, c held busy). */
+static void conn_timeout(sockconn *c)
 {
-    sockconn *c = opaque;
-    uint64_t ticks;
-    if (c->dead || read(c->tfd, &ticks, sizeof(ticks)) != sizeof(ticks)) {
+    if (c->dead) {
         return;
     }
     conn_enter(c);
@@ -645,6 +748,11 @@ static void conn_timer(void *opaque, uint32_t events)
         char text[sizeof(vmsig_wire_bye)];
         snprintf(text, sizeof(text), "no HELLO within %u ms", c->timeout_ms);
         conn_fail(c, -ETIMEDOUT, text);
+    } else if (c->state == ST_PARKED) {
+        char text[sizeof(vmsig_wire_bye)];
+        snprintf(text, sizeof(text), "no handshake slot free within %u ms (server busy)",
+                 c->timeout_ms);
+        conn_fail(c, -ETIMEDOUT, text);
     } else if (c->state == ST_LINGER) {
         conn_close(c);
     }
@@ -653,28 +761,119 @@ static void conn_timer(void *opaque, uint32_t events)
 
 /* ---- listener ---- */
 
+/* Start c's handshake: read it, and give it handshake_timeout_ms for HELLO. */
+static int conn_start(sockconn *c)
+{
+    int err = 0;
+    set_state(c, ST_HANDSHAKE);
+    c->w = vmsig__watch_add(c->core, c->fd, EPOLLIN, conn_ready, c, &err);
+    c->wevents = EPOLLIN;
+    if (!c->w) {
+        conn_close(c);
+        return err;
+    }
+    arm_timer(c, c->timeout_ms);
+    return 0;
+}
+
+/* Refuse a connection at once, with a BYE it can read after EOF. */
+static void refuse_now(int fd, int status, const char *text)
+{
+    struct {
+        vmsig_wire_hdr h;
+        vmsig_wire_bye b;
+    } f;
+    memset(&f, 0, sizeof(f));
+    f.h = (vmsig_wire_hdr){ .kind = VMSIG_MSG_BYE, .len = sizeof(f.b), .status = status };
+    snprintf(f.b.text, sizeof(f.b.text), "%s", text);
+    ssize_t n = send(fd, &f, sizeof(f), MSG_DONTWAIT | MSG_NOSIGNAL); /* a new socket has room */
+    (void)n;
+    close(fd);
+}
+
+static void listener_set_accepting(listener *l)
+{
+    const vmsig_core_config *cfg = vmsig__core_config(l->core);
+    int want = !l->backoff_until && l->nparked < park_max(cfg) &&
+               l->nconns < 2u * max_controls(cfg);
+    if (l->w && want != l->accepting && vmsig__watch_mod(l->w, want ? EPOLLIN : 0) == 0) {
+        l->accepting = want;
+    }
+}
+
+/* The parked connection to start next: of the uids below their share, the
+ * one with the fewest handshakes; its oldest. NULL if none may start. */
+static sockconn *next_parked(listener *l)
+{
+    const vmsig_core_config *cfg = vmsig__core_config(l->core);
+    const uidslot *best = NULL;
+    for (unsigned i = 0; i < l->nuids; i++) {
+        const uidslot *u = &l->uids[i];
+        if (u->parked && u->pending < uid_share(cfg) && (!best || u->pending < best->pending)) {
+            best = u;
+        }
+    }
+    if (!best) {
+        return NULL;
+    }
+    sockconn *pick = NULL;
+    for (sockconn *c = l->conns; c; c = c->next) {
+        if (c->state == ST_PARKED && !c->dead && c->uid == best->uid &&
+            (!pick || c->accept_seq < pick->accept_seq)) {
+            pick = c;
+        }
+    }
+    return pick;
+}
+
+/* Give out free handshake slots, then decide whether to accept. */
+static void listener_kick(listener *l)
+{
+    const vmsig_core_config *cfg = vmsig__core_config(l->core);
+    while (l->npending < pending_max(cfg)) {
+        sockconn *c = next_parked(l);
+        if (!c) {
+            break;
+        }
+        conn_start(c);
+    }
+    listener_set_accepting(l);
+}
+
 static void accept_one(listener *l, int fd)
 {
     const vmsig_core_config *cfg = vmsig__core_config(l->core);
     struct ucred cred;
     socklen_t clen = sizeof(cred);
-    /* Refused peers are accepted and closed at once: they see EOF, and the
-     * listener does not stay readable. */
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
-        l->nconns >= (cfg->max_controls ? cfg->max_controls : 256u) * 2u ||
-        l->npending >= pending_max(cfg)) {
+    char text[sizeof(vmsig_wire_bye)];
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
         close(fd);
+        return;
+    }
+    uidslot *u = uid_slot(l, cred.uid, 1);
+    if (!u) {
+        refuse_now(fd, -ENOMEM, "server out of memory");
+        return;
+    }
+    int slot = l->npending < pending_max(cfg) && u->pending < uid_share(cfg);
+    if (l->nconns >= 2u * max_controls(cfg) || (!slot && u->parked >= uid_park_max(cfg))) {
+        snprintf(text, sizeof(text), "too many connections%s (max-controls %u): try again later",
+                 slot ? "" : " waiting from your uid", max_controls(cfg));
+        if (!u->pending && !u->parked) {
+            *u = l->uids[--l->nuids];
+        }
+        refuse_now(fd, -EMFILE, text);
         return;
     }
     sockconn *c = calloc(1, sizeof(*c));
     if (!c) {
-        close(fd);
+        refuse_now(fd, -ENOMEM, "server out of memory");
         return;
     }
     c->fd = fd;
-    c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     c->core = l->core;
     c->uid = cred.uid;
+    c->accept_seq = ++l->accepts;
     c->queue_limit = cfg->queue_limit ? cfg->queue_limit : 256u;
     c->timeout_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : 5000u;
     c->rd = vmsig__wire_reader_new(VMSIG_WIRE_C2S);
@@ -691,51 +890,75 @@ static void accept_one(listener *l, int fd)
     }
     l->conns = c;
     l->nconns++;
-    l->npending++; /* ST_HANDSHAKE, from calloc */
-    int err = 0;
-    if (c->tfd < 0 || !c->rd || !c->wr) {
-        conn_free(c);
+    c->state = ST_PARKED;
+    count_state(c, +1);
+    if (!c->rd || !c->wr) {
+        conn_close(c);
         return;
     }
-    c->w = vmsig__watch_add(l->core, fd, EPOLLIN, conn_ready, c, &err);
-    c->wevents = EPOLLIN;
-    if (c->w) {
-        c->tw = vmsig__watch_add(l->core, c->tfd, EPOLLIN, conn_timer, c, &err);
+    if (slot) {
+        conn_start(c);
+    } else {
+        arm_timer(c, c->timeout_ms); /* parked: a slot within the timeout, or BYE */
     }
-    if (!c->w || !c->tw) {
-        conn_free(c);
-        return;
-    }
-    arm_timer(c, c->timeout_ms);
+    listener_set_accepting(l);
 }
 
 /* Out of fds with no spare: stop polling the listener for a while (a pending
- * peer would keep it readable and the loop spinning); listener_timer re-arms it. */
+ * peer would keep it readable and the loop spinning); the timer resumes it. */
 static void listener_backoff(listener *l)
 {
-    struct itimerspec its = { .it_value.tv_nsec = LISTEN_BACKOFF_MS * 1000000L };
-    if (vmsig__watch_mod(l->w, 0) == 0) {
-        timerfd_settime(l->tfd, 0, &its, NULL);
-    }
+    l->backoff_until = now_ns() + LISTEN_BACKOFF_MS * 1000000ull;
+    listener_arm(l, l->backoff_until);
+    listener_set_accepting(l);
 }
 
+/* The one timer: every connection whose deadline passed, the back-off. */
 static void listener_timer(void *opaque, uint32_t events)
 {
     listener *l = opaque;
-    uint64_t ticks;
+    uint64_t ticks, now = now_ns(), next = 0;
     if (read(l->tfd, &ticks, sizeof(ticks)) != sizeof(ticks)) {
         return;
     }
-    if (l->spare < 0) {
-        l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    l->armed = 0;
+    sockconn *expired = NULL;
+    for (sockconn *c = l->conns; c; c = c->next) {
+        if (!c->deadline || c->dead) {
+            continue;
+        }
+        if (c->deadline <= now) {
+            c->deadline = 0;
+            c->busy++; /* kept while others on the chain are handled */
+            c->tnext = expired;
+            expired = c;
+        } else if (!next || c->deadline < next) {
+            next = c->deadline;
+        }
     }
-    vmsig__watch_mod(l->w, EPOLLIN); /* still out of fds: backs off again */
+    if (l->backoff_until && l->backoff_until <= now) {
+        l->backoff_until = 0;
+        if (l->spare < 0) {
+            l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        }
+    } else if (l->backoff_until && (!next || l->backoff_until < next)) {
+        next = l->backoff_until;
+    }
+    listener_arm(l, next);
+    /* The listener outlives this: it is freed only by vmsig_core_free. */
+    while (expired) {
+        sockconn *c = expired;
+        expired = c->tnext;
+        conn_timeout(c);
+        conn_leave(c);
+    }
+    listener_kick(l);
 }
 
 static void listener_ready(void *opaque, uint32_t events)
 {
     listener *l = opaque;
-    for (int i = 0; i < 64; i++) {
+    for (int i = 0; i < 64 && l->accepting; i++) {
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
@@ -748,12 +971,13 @@ static void listener_ready(void *opaque, uint32_t events)
                 }
                 /* Out of fds: a pending peer would keep the listener
                  * readable and the loop spinning. Spend the spare fd to
-                 * accept it and close it at once (it sees EOF), then take
-                 * the spare back (if that fails, the next EMFILE backs off). */
+                 * accept it and refuse it at once (it reads a BYE, then EOF),
+                 * then take the spare back (if that fails, the next EMFILE
+                 * backs off). */
                 close(l->spare);
                 fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd >= 0) {
-                    close(fd);
+                    refuse_now(fd, -EMFILE, "server out of file descriptors");
                 }
                 l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 continue;
@@ -796,9 +1020,10 @@ static void listener_free(void *opaque)
         c->l = NULL;
         c->prev = c->next = NULL;
         c->shutdown = 1;
+        c->deadline = 0;
         if (c->state != ST_ATTACHED) {
-            /* Pending handshakes and lingering BYEs: one last try. */
-            if (c->state == ST_HANDSHAKE && !c->dead) {
+            /* Pending and parked handshakes and lingering BYEs: one last try. */
+            if ((c->state == ST_HANDSHAKE || c->state == ST_PARKED) && !c->dead) {
                 push_bye(c, -ESHUTDOWN, NULL);
                 vmsig__wire_writer_flush(c->wr, c->fd);
             }
@@ -806,6 +1031,7 @@ static void listener_free(void *opaque)
         }
         c = next;
     }
+    free(l->uids);
     free(l);
 }
 
@@ -852,7 +1078,10 @@ int vmsig_core_listen(vmsig_core *core, const char *path, const vmsig_grants *gr
         close(fd);
         return rc;
     }
-    if (chmod(path, 0600) < 0 || lstat(path, &st) < 0 || listen(fd, 128) < 0) {
+    /* The backlog holds what does not fit while we stop accepting (admission). */
+    const vmsig_core_config *cfg = vmsig__core_config(core);
+    int backlog = (int)(max_controls(cfg) > 128u ? max_controls(cfg) : 128u);
+    if (chmod(path, 0600) < 0 || lstat(path, &st) < 0 || listen(fd, backlog) < 0) {
         rc = -errno;
         unlink(path);
         close(fd);
@@ -883,6 +1112,7 @@ int vmsig_core_listen(vmsig_core *core, const char *path, const vmsig_grants *gr
         listener_free(l);
         return err ? err : -ENOMEM;
     }
+    l->accepting = 1;
     rc = vmsig__core_set_listener(core, l, listener_free);
     if (rc < 0) {
         listener_free(l);

@@ -18,6 +18,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
+#include "vmsig/vmsig_client.h"
 #include "vmsig/vmsig_core.h"
 #include "../../lib/wire.h"
 
@@ -1246,10 +1249,19 @@ static void test_out_of_fds(fx *f, gconstpointer d)
     }
     g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
     g_assert_cmpint(handled, <, 100); /* not spinning on the listener */
-    char b;
     struct timeval tv = { .tv_sec = 3 };
     setsockopt(victim.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    g_assert_cmpint(read(victim.fd, &b, 1), ==, 0); /* refused: EOF */
+    /* Refused at once: a BYE(-EMFILE) it can read, then EOF. */
+    struct {
+        vmsig_wire_hdr h;
+        vmsig_wire_bye b;
+    } bye;
+    g_assert_cmpint(read(victim.fd, &bye, sizeof(bye)), ==, sizeof(bye));
+    g_assert_cmpuint(bye.h.kind, ==, VMSIG_MSG_BYE);
+    g_assert_cmpint(bye.h.status, ==, -EMFILE);
+    g_assert_nonnull(strstr(bye.b.text, "out of file descriptors"));
+    char b;
+    g_assert_cmpint(read(victim.fd, &b, 1), ==, 0);
     close(victim.fd);
     peer_close(&p);
     pump(f, 50);
@@ -1338,44 +1350,145 @@ static void test_fds_before_hello(fx *f, gconstpointer d)
 /* Connections still in the handshake are capped (max(16, max_controls / 4)):
  * one more is accepted and closed at once (EOF); an attached control does
  * not count, and a closed pending one frees its place. */
-static void test_pending_cap(void)
+/* Peers that fit under max_controls all get in, however many connect at
+ * once: past the handshake slots they wait (parked, then the backlog) and
+ * start as slots free. Beyond max_controls the answer is BYE(-EMFILE). */
+static void test_burst(void)
 {
     fx f;
     vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .max_controls = 64 };
-    fx_setup_cfg(&f, &cfg);
-    enum { CAP = 16 };
-    peer pend[CAP];
+    fx_setup_cfg(&f, &cfg); /* the witness is one of the 64 */
+    enum { N = 70 };
+    peer p[N];
+    /* All connect and send HELLO before the server runs at all. */
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, f.path, sizeof(sa.sun_path));
+    for (int i = 0; i < N; i++) {
+        memset(&p[i], 0, sizeof(p[i]));
+        p[i].fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        g_assert_cmpint(connect(p[i].fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+        p[i].rd = vmsig__wire_reader_new(VMSIG_WIRE_S2C);
+        vmsig_wire_hello h = mkhello(NULL);
+        vmsig_wire_hdr hh = { .kind = VMSIG_MSG_HELLO, .len = sizeof(h), .id = 1 };
+        uint8_t buf[sizeof(hh) + sizeof(h)];
+        memcpy(buf, &hh, sizeof(hh));
+        memcpy(buf + sizeof(hh), &h, sizeof(h));
+        g_assert_cmpint(write(p[i].fd, buf, sizeof(buf)), ==, sizeof(buf));
+    }
+    int welcomed = 0, emfile = 0;
     vmsig_wire_frame fr;
     uint8_t pl[2048];
-    for (int i = 0; i < CAP; i++) {
-        peer_connect(&f, &pend[i]);
+    for (int i = 0; i < N; i++) {
+        int rc = peer_wait(&f, &p[i], &fr, pl, 5000);
+        g_assert_cmpint(rc, ==, 1);
+        if (fr.hdr.kind == VMSIG_MSG_WELCOME) {
+            welcomed++;
+            continue;
+        }
+        /* Never a bare close: REPLY(-EMFILE) to its HELLO then BYE(-EMFILE)
+         * (attach refused), or BYE(-EMFILE) at once (no place to wait). */
+        g_assert_cmpint(fr.hdr.status, ==, -EMFILE);
+        if (fr.hdr.kind == VMSIG_MSG_REPLY) {
+            expect_bye(&f, &p[i], -EMFILE, NULL);
+        } else {
+            g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_BYE);
+        }
+        emfile++;
     }
-    peer extra;
-    peer_connect(&f, &extra);
-    g_assert_cmpint(peer_next(&f, &extra, &fr, pl, 1000), ==, -EPIPE); /* refused */
-    peer_close(&extra);
-    g_assert_cmpint(peer_next(&f, &pend[0], &fr, pl, 20), ==, 0);  /* still waiting */
-    g_assert_cmpint(peer_next(&f, &pend[CAP - 1], &fr, pl, 20), ==, 0);
-    /* One pending peer goes away: a real client takes its place and attaches. */
-    peer_close(&pend[0]);
-    pump(&f, 20);
-    peer real;
-    peer_attach(&f, &real, NULL);
-    g_assert_cmpuint(vmsig_core_control_count(f.core), ==, 2);
-    /* Attached, it no longer counts: there is room for one more pending. */
-    peer_connect(&f, &pend[0]);
-    g_assert_cmpint(peer_next(&f, &pend[0], &fr, pl, 20), ==, 0);
-    peer_connect(&f, &extra);
-    g_assert_cmpint(peer_next(&f, &extra, &fr, pl, 1000), ==, -EPIPE);
-    peer_close(&extra);
-    for (int i = 0; i < CAP; i++) {
-        peer_close(&pend[i]);
+    g_assert_cmpint(welcomed, ==, 63);
+    g_assert_cmpint(emfile, ==, N - 63);
+    g_assert_cmpuint(vmsig_core_control_count(f.core), ==, 64);
+    for (int i = 0; i < N; i++) {
+        peer_close(&p[i]);
     }
-    pump(&f, 20);
-    peer_attach(&f, &extra, NULL);
-    g_assert_cmpuint(vmsig_core_control_count(f.core), ==, 3);
-    peer_close(&extra);
-    peer_close(&real);
+    pump(&f, 50);
+    witness_ok(&f);
+    fx_teardown(&f, NULL);
+}
+
+/* One uid cannot hold more than half the handshake slots: a flood of
+ * silent connections from it is parked, then refused with BYE(-EMFILE),
+ * and a peer of another uid with a grant still gets in at once. */
+static void test_flood_other_uid(void)
+{
+    if (getuid() != 0) {
+        g_test_skip("needs root, to connect as a second uid");
+        return;
+    }
+    fx f;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .max_controls = 64 };
+    fx_setup_cfg(&f, &cfg);
+    vmsig_grants_free(f.grants);
+    int err = 0;
+    char *text = g_strdup_printf("uid:0 endpoints=all caps=all\n"
+                                 "uid:65534 endpoints=0 caps=OBSERVE,VM\n");
+    f.grants = vmsig_grants_parse(text, &err, NULL, 0);
+    g_free(text);
+    g_assert_nonnull(f.grants);
+    /* A second listener is not allowed; the fixture's reads grants through
+     * the pointer it was given, so swap the table it points at. */
+    vmsig_core_free(f.core);
+    cfg.backend = &backend;
+    cfg.on_detach = on_detach;
+    cfg.log_opaque = &f.det;
+    f.core = vmsig_core_new(&cfg, &err);
+    g_assert_cmpint(vmsig_core_listen(f.core, f.path, f.grants), ==, 0);
+    g_assert_cmpint(chmod(f.dir, 0711), ==, 0); /* let uid 65534 reach the socket */
+    g_assert_cmpint(chmod(f.path, 0666), ==, 0);
+    peer_close(&f.witness);
+    publish_runstate(&f, 0, VMSIG_RS_RUNNING);
+    peer_attach(&f, &f.witness, NULL);
+
+    /* The flood: 200 connections of uid 0 that never say HELLO. */
+    enum { FLOOD = 200 };
+    static peer fl[FLOOD];
+    for (int i = 0; i < FLOOD; i++) {
+        peer_connect(&f, &fl[i]);
+    }
+    dispatch_now(&f);
+    int refused = 0;
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    for (int i = 0; i < FLOOD; i++) {
+        if (peer_next(&f, &fl[i], &fr, pl, 0) == 1 && fr.hdr.kind == VMSIG_MSG_BYE) {
+            g_assert_cmpint(fr.hdr.status, ==, -EMFILE);
+            refused++;
+        }
+    }
+    /* 8 handshakes (half of 16) and 56 parked (64 - 8) for uid 0. */
+    g_assert_cmpint(refused, ==, FLOOD - 8 - 56);
+
+    /* Another uid, while the flood holds its places: in at once. */
+    pid_t pid = fork();
+    g_assert_cmpint(pid, >=, 0);
+    if (pid == 0) {
+        if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0) {
+            _exit(2);
+        }
+        vmsig_client_config cc = { .version = VMSIG_CLIENT_CONFIG_VERSION, .path = f.path,
+                                   .timeout_ms = 1000 };
+        int e = 0;
+        vmsig_client *c = vmsig_client_connect(&cc, &e);
+        if (!c) {
+            _exit(3);
+        }
+        vmsig_wire_vminfo vi;
+        int r = vmsig_client_vm(c, 0, VMSIG_VM_QUERY, &vi);
+        uint32_t principal = vmsig_client_welcome(c)->principal;
+        vmsig_client_close(c);
+        _exit(r == 0 && principal == 65534 ? 0 : 4);
+    }
+    int status = 0;
+    gint64 end = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    while (waitpid(pid, &status, WNOHANG) == 0 && g_get_monotonic_time() < end) {
+        pump(&f, 5);
+    }
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    for (int i = 0; i < FLOOD; i++) {
+        peer_close(&fl[i]);
+    }
+    pump(&f, 50);
     witness_ok(&f);
     fx_teardown(&f, NULL);
 }
@@ -1655,6 +1768,7 @@ int main(int argc, char **argv)
     g_test_add_func("/sock/pipelined-commands", test_pipelined);
     g_test_add_func("/sock/listener", test_listener);
     g_test_add_func("/sock/hup-while-paused", test_hup_while_paused);
-    g_test_add_func("/sock/pending-handshake-cap", test_pending_cap);
+    g_test_add_func("/sock/burst", test_burst);
+    g_test_add_func("/sock/flood-other-uid", test_flood_other_uid);
     return g_test_run();
 }
