@@ -379,6 +379,7 @@ unsigned connect_all(uint32_t source_mask)
             ok += h->c != NULL;
             continue;
         }
+        char why[sizeof(vmsig_wire_bye) + 64] = "";
         vmsig_client_config cfg = {
             .version = VMSIG_CLIENT_CONFIG_VERSION,
             .path = h->path,
@@ -389,6 +390,8 @@ unsigned connect_all(uint32_t source_mask)
                      .endpoint_mask = G.has_ep ? 1ull << G.ep : ~0ull },
             /* --timeout 0 is -1 here: no limit (the config's < 0). */
             .timeout_ms = G.timeout_ms,
+            .why = why,
+            .whylen = sizeof(why),
         };
         int err = 0;
         h->ep = G.has_ep ? G.ep : 0;
@@ -406,9 +409,16 @@ unsigned connect_all(uint32_t source_mask)
             case -EPROTONOSUPPORT:
             case -EPROTO:
             case -ENOMEM:
-                errmsg(h, "connect: %s", strerror(-err));
-                json_fail(h, "connect", EX_OTHER, strerror(-err));
+                errmsg(h, "connect: %s (%s)", why, strerror(-err));
+                json_fail(h, "connect", EX_OTHER, why);
                 set_rc(h, EX_OTHER);
+                break;
+            case -ECONNRESET: /* closed before WELCOME, nothing said */
+            case -EMFILE:     /* the server is full */
+            case -ESHUTDOWN:  /* the server is going away */
+                errmsg(h, "cannot connect: %s", why);
+                json_fail(h, "connect", EX_CONNECT, why);
+                set_rc(h, EX_CONNECT);
                 break;
             default:
                 errmsg(h, "cannot connect: %s", strerror(-err));

@@ -421,16 +421,35 @@ vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err)
     }
     vmsig_wire_hdr h = { .kind = VMSIG_MSG_HELLO, .len = sizeof(hello) };
     rc = send_frame(c, &h, &hello, sizeof(hello), NULL, 0, deadline);
+    if (rc == -EPIPE) {
+        /* Closed on us: its BYE, if it sent one, says why (take_last_words). */
+        rc = c->bye_status < 0 ? c->bye_status : -ECONNRESET;
+        if (!c->bye_text[0]) {
+            snprintf(c->bye_text, sizeof(c->bye_text),
+                     "the server closed the connection before WELCOME");
+        }
+        goto fail;
+    }
     if (rc < 0) {
         goto fail;
     }
 
     /* The first frame answers the HELLO: WELCOME, or REPLY(status) + BYE. */
+    int refused = 0;
     for (;;) {
         vmsig_wire_frame f;
         rc = vmsig__wire_reader_next(c->rd, &f);
         if (rc < 0) {
+            snprintf(c->bye_text, sizeof(c->bye_text), "malformed answer to HELLO: %s",
+                     vmsig__wire_reader_error(c->rd));
             rc = -EPROTO;
+            goto fail;
+        }
+        if (rc == 1 && refused && f.hdr.kind == VMSIG_MSG_BYE) {
+            /* The BYE after a refusing REPLY: keep its words, not its status. */
+            memcpy(c->bye_text, f.payload, sizeof(vmsig_wire_bye));
+            c->bye_text[sizeof(vmsig_wire_bye)] = '\0';
+            rc = refused;
             goto fail;
         }
         if (rc == 1) {
@@ -449,20 +468,39 @@ vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err)
                 *err = 0;
                 return c;
             }
-            if ((f.hdr.kind == VMSIG_MSG_REPLY || f.hdr.kind == VMSIG_MSG_BYE) && f.hdr.status < 0) {
+            close_fds(f.fds, f.nfds);
+            if (f.hdr.kind == VMSIG_MSG_REPLY && f.hdr.status < 0 && !refused) {
+                refused = f.hdr.status; /* the BYE with the words follows */
+                continue;
+            }
+            if (f.hdr.kind == VMSIG_MSG_BYE && f.hdr.status < 0) {
+                memcpy(c->bye_text, f.payload, sizeof(vmsig_wire_bye));
+                c->bye_text[sizeof(vmsig_wire_bye)] = '\0';
                 rc = f.hdr.status;
             } else {
+                snprintf(c->bye_text, sizeof(c->bye_text), "unexpected %s before WELCOME",
+                         vmsig_kind_name(f.hdr.kind));
                 rc = -EPROTO;
             }
-            close_fds(f.fds, f.nfds);
             goto fail;
         }
         rc = vmsig__wire_reader_fill(c->rd, c->fd);
         if (rc > 0) {
             continue;
         }
+        if (rc == -EPIPE) {
+            /* Closed before WELCOME (after a refusing REPLY: that status). */
+            if (!refused) {
+                snprintf(c->bye_text, sizeof(c->bye_text),
+                         "the server closed the connection before WELCOME");
+            }
+            rc = refused ? refused : -ECONNRESET;
+            goto fail;
+        }
         if (rc != -EAGAIN) {
-            rc = -EPROTO; /* closed or malformed before WELCOME */
+            snprintf(c->bye_text, sizeof(c->bye_text), "reading the answer to HELLO: %s",
+                     strerror(-rc));
+            rc = -EPROTO;
             goto fail;
         }
         int ms = -1;
@@ -480,6 +518,9 @@ vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err)
 
 fail:
     *err = rc;
+    if (cfg->version >= 2 && cfg->why && cfg->whylen) {
+        snprintf(cfg->why, cfg->whylen, "%s", c->bye_text[0] ? c->bye_text : strerror(-rc));
+    }
     vmsig_client_close(c);
     return NULL;
 }

@@ -65,6 +65,10 @@ typedef struct vmsig_client_config {
     int auto_map;
     /* version 2 */
     uint64_t features_off; /* VMSIG_FEAT_* not to offer in HELLO; 0 = offer all we know */
+    /* When connect fails: the server's words (its BYE text) or what went
+     * wrong, NUL-terminated, into why[0..whylen). Optional (NULL). */
+    char *why;
+    size_t whylen;
 } vmsig_client_config;
 
 /* Connect and handshake (blocking, bounded by timeout_ms, also while the
@@ -73,9 +77,11 @@ typedef struct vmsig_client_config {
  * set is vmsig_client_welcome()->features.
  * NULL with *err = -ENOENT, -ECONNREFUSED, -EPERM (no grant; token wrong),
  * -EINVAL (bad config, or the server refused a HELLO field), -EPROTONOSUPPORT
- * (major version), -ETIMEDOUT, -EPROTO (malformed answer; also a WELCOME
- * with features not offered, a nonzero reserved field or a minor above
- * ours), -ENOMEM. */
+ * (major version), -EMFILE (the server is full: max-controls), -ECONNRESET
+ * (the server closed the connection before WELCOME without saying why),
+ * -ETIMEDOUT, -EPROTO (malformed answer; also a WELCOME with features not
+ * offered, a nonzero reserved field or a minor above ours), -ENOMEM, or the
+ * status of the server's BYE; cfg->why gets its text. */
 vmsig_client *vmsig_client_connect(const vmsig_client_config *cfg, int *err);
 
 /* The server's WELCOME: our principal, grant and effective subscription.

@@ -985,6 +985,70 @@ static void test_bye_after_failed_send(void)
     raw_stop(r);
 }
 
+/* The server closes before WELCOME: named as such (-ECONNRESET and words),
+ * never -EPROTO or a broken pipe, whichever side of the race we are on. */
+static gpointer close_early(gpointer data)
+{
+    raw *r = data;
+    for (int i = 0; i < 2; i++) {
+        if (raw_wait(r, r->lfd, POLLIN) < 0) {
+            return NULL;
+        }
+        int cfd = accept4(r->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (i == 1) {
+            vmsig_wire_hdr h;
+            raw_read_frame(r, cfd, &h); /* after the HELLO */
+        }
+        close(cfd);
+    }
+    return NULL;
+}
+
+static void test_closed_before_welcome(void)
+{
+    raw *r = g_new0(raw, 1);
+    r->dir = g_dir_make_tmp("vmsig-raw-XXXXXX", NULL);
+    r->path = g_build_filename(r->dir, "s", NULL);
+    r->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, r->path, sizeof(sa.sun_path));
+    g_assert_cmpint(bind(r->lfd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(listen(r->lfd, 4), ==, 0);
+    GThread *th = g_thread_new("early", close_early, r);
+    for (int i = 0; i < 2; i++) {
+        char why[256] = "";
+        vmsig_client_config cfg = { .version = VMSIG_CLIENT_CONFIG_VERSION, .path = r->path,
+                                    .timeout_ms = 3000, .why = why, .whylen = sizeof(why) };
+        int err = 0;
+        g_assert_null(vmsig_client_connect(&cfg, &err));
+        g_assert_cmpint(err, ==, -ECONNRESET);
+        g_assert_cmpstr(why, ==, "the server closed the connection before WELCOME");
+    }
+    r->stop = 1;
+    g_thread_join(th);
+    close(r->lfd);
+    unlink(r->path);
+    rmdir(r->dir);
+    g_free(r->path);
+    g_free(r->dir);
+    g_free(r);
+}
+
+/* A refused handshake: the REPLY's status, the BYE's words. */
+static void test_refusal_words(void)
+{
+    server *s = server_start();
+    char why[256] = "";
+    vmsig_client_config cfg = { .version = VMSIG_CLIENT_CONFIG_VERSION, .path = s->path,
+                                .token = "nosuch", .timeout_ms = 3000, .why = why,
+                                .whylen = sizeof(why) };
+    int err = 0;
+    g_assert_null(vmsig_client_connect(&cfg, &err));
+    g_assert_cmpint(err, ==, -EPERM);
+    g_assert_nonnull(strstr(why, "no grant"));
+    server_stop(s);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -993,6 +1057,8 @@ int main(int argc, char **argv)
     g_test_add_func("/client/welcome-checks", test_welcome_checks);
     g_test_add_func("/client/lost", test_lost);
     g_test_add_func("/client/bye-after-failed-send", test_bye_after_failed_send);
+    g_test_add_func("/client/closed-before-welcome", test_closed_before_welcome);
+    g_test_add_func("/client/refusal-words", test_refusal_words);
     g_test_add_func("/client/call", test_call);
     g_test_add_func("/client/events-during-call", test_events_during_call);
     g_test_add_func("/client/arbitration", test_arbitration);
