@@ -848,10 +848,9 @@ static int op_check(const vmsig_event *cmd, uint32_t lo, uint32_t hi)
     return in_range(cmd->u.cmd.op, lo, hi);
 }
 
-/* The kind and its payload: -EOPNOTSUPP (a kind that is not a command, that
- * this core does not know or whose feature c did not negotiate), -EINVAL
- * (-EFAULT for a wrapping MEMWRITE). */
-static int cmd_check_shape(const vmsig_control *c, const vmsig_event *cmd)
+/* -EOPNOTSUPP for a kind that is not a command, that this core does not
+ * know or whose feature c did not negotiate. */
+static int cmd_check_kind(const vmsig_control *c, const vmsig_event *cmd)
 {
     const vmsig_kind_row *k = vmsig__kind(cmd->kind);
 
@@ -859,6 +858,12 @@ static int cmd_check_shape(const vmsig_control *c, const vmsig_event *cmd)
         (k->feature & ~c->features)) {
         return -EOPNOTSUPP;
     }
+    return 0;
+}
+
+/* The payload: -EINVAL (-EFAULT for a wrapping MEMWRITE). */
+static int cmd_check_shape(const vmsig_event *cmd)
+{
     switch (cmd->kind) {
     case VMSIG_CMD_NOP:
         return 0;
@@ -993,8 +998,10 @@ static int submit_checked(vmsig_control *c, const vmsig_event *cmd, vmsig_reply 
 {
     vmsig_core *core = c->core;
     uint32_t need, cls;
-    int r = cmd_check_shape(c, cmd);
+    int r = cmd_check_kind(c, cmd);
 
+    /* What the control may not send, it learns nothing about: the grant
+     * (endpoint, capability) first, then ownership, then the payload. */
     if (r < 0) {
         return r;
     }
@@ -1008,6 +1015,10 @@ static int submit_checked(vmsig_control *c, const vmsig_event *cmd, vmsig_reply 
     cls = cmd_class(cmd);
     if (cls && held_by_other(core->ep[cmd->endpoint].owner[cls], c)) {
         return -EBUSY;
+    }
+    r = cmd_check_shape(cmd);
+    if (r < 0) {
+        return r;
     }
     switch (cmd->kind) {
     case VMSIG_CMD_NOP:

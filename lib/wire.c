@@ -471,9 +471,20 @@ int vmsig__wire_reader_next(vmsig_wire_reader *r, vmsig_wire_frame *f)
     memcpy(&h, r->buf + r->off, sizeof(h));
     /* The order in which framing errors are reported, all from the header
      * before any payload is buffered (docs/protocol.rst "Framing errors"):
-     * the connection's size limit, the expected kind, then the header's
-     * own checks (reserved fields, kind, direction, fds, size). */
+     * before the handshake a kind other than HELLO, whatever its size; then
+     * the size limits, then the header's own checks (reserved fields, kind,
+     * direction, fds, size for the kind). */
     int rc;
+    if (r->expect && h.kind != r->expect) {
+        char want[32];
+        snprintf(want, sizeof(want), "%s", vmsig_kind_name(r->expect));
+        for (char *p = want; *p; p++) {
+            *p = (char)toupper((unsigned char)*p);
+        }
+        snprintf(r->err, sizeof(r->err), "expected %s first, got %s (0x%04x)", want,
+                 vmsig_kind_name(h.kind), h.kind);
+        return -EPROTO;
+    }
     if (h.len > VMSIG_WIRE_MAX_PAYLOAD) {
         snprintf(r->err, sizeof(r->err), "frame kind 0x%04x declares %u payload bytes, limit %u",
                  h.kind, h.len, VMSIG_WIRE_MAX_PAYLOAD);
@@ -484,16 +495,6 @@ int vmsig__wire_reader_next(vmsig_wire_reader *r, vmsig_wire_frame *f)
                  "%s frame of %u payload bytes; this connection takes at most %u",
                  vmsig_kind_name(h.kind), h.len, r->max_len);
         return -EMSGSIZE;
-    }
-    if (r->expect && h.kind != r->expect) {
-        char want[32];
-        snprintf(want, sizeof(want), "%s", vmsig_kind_name(r->expect));
-        for (char *p = want; *p; p++) {
-            *p = (char)toupper((unsigned char)*p);
-        }
-        snprintf(r->err, sizeof(r->err), "expected %s first, got %s (0x%04x)", want,
-                 vmsig_kind_name(h.kind), h.kind);
-        return -EPROTO;
     }
     rc = vmsig__wire_check_hdr(&h, r->dir, r->err, sizeof(r->err));
     if (rc < 0) {

@@ -1401,6 +1401,53 @@ static void test_watch_and_loop(void)
     vmsig_core_free(f.core);
 }
 
+/* A control learns nothing about a command it may not send: the grant
+ * first (endpoint, capability: -EPERM), then ownership (-EBUSY), then the
+ * payload (-EINVAL / -EFAULT). */
+static void test_submit_refusal_order(void)
+{
+    fixture f;
+    fx_init(&f, vmsig_arb_deny);
+    rec *weak = rec_new(&f, mkgrant(1, VMSIG_CAP_OBSERVE, ALL_EPS, 0), 0, 0);
+    rec *owner = rec_new(&f, mkgrant(2, VMSIG_CAP_ALL, ALL_EPS, 0), 0, 0);
+    rec *other = rec_new(&f, mkgrant(3, VMSIG_CAP_ALL, 0x1, 0), 0, 0);
+    vmsig_event c;
+
+    /* Without CAP_MEMWRITE: -EPERM for a zero-length and a wrapping write. */
+    c = mkcmd(VMSIG_CMD_MEMWRITE, 0, 0);
+    c.u.memwrite = (vmsig_wire_memwrite){ .gpa = 0x1000, .len = 0 };
+    g_assert_cmpint(vmsig_inproc_send(weak->ic, &c, NULL), ==, -EPERM);
+    c.u.memwrite = (vmsig_wire_memwrite){ .gpa = UINT64_MAX - 2, .len = 8 };
+    c.ool = "12345678";
+    c.ool_len = 8;
+    g_assert_cmpint(vmsig_inproc_send(weak->ic, &c, NULL), ==, -EPERM);
+    /* Without CAP_VM: an unknown op is -EPERM too. */
+    g_assert_cmpint(send_cmd(weak, VMSIG_CMD_VM, 0, 9), ==, -EPERM);
+    /* Outside the endpoint mask: -EPERM before the payload. */
+    g_assert_cmpint(send_cmd(other, VMSIG_CMD_VM, 5, 9), ==, -EPERM);
+    /* A class owned by another: -EBUSY before the payload. */
+    g_assert_cmpint(send_cmd(owner, VMSIG_CMD_ACQUIRE, 0, VMSIG_CLASS_INPUT), ==, 0);
+    c = mkcmd(VMSIG_CMD_INPUT, 0, 0);
+    c.u.input = (vmsig_wire_input){ .op = 99 };
+    g_assert_cmpint(vmsig_inproc_send(other->ic, &c, NULL), ==, -EBUSY);
+    g_assert_cmpint(send_cmd(owner, VMSIG_CMD_ACQUIRE, 0, VMSIG_CLASS_RUN), ==, 0);
+    g_assert_cmpint(send_cmd(other, VMSIG_CMD_VM, 0, 9), ==, -EBUSY);
+    /* Allowed and not owned by another: now the payload is looked at. */
+    g_assert_cmpint(vmsig_inproc_send(owner->ic, &c, NULL), ==, -EINVAL);
+    g_assert_cmpint(send_cmd(owner, VMSIG_CMD_VM, 0, 9), ==, -EINVAL);
+    c = mkcmd(VMSIG_CMD_MEMWRITE, 0, 0);
+    c.u.memwrite = (vmsig_wire_memwrite){ .gpa = UINT64_MAX - 2, .len = 8 };
+    c.ool = "12345678";
+    c.ool_len = 8;
+    g_assert_cmpint(vmsig_inproc_send(other->ic, &c, NULL), ==, -EFAULT);
+    /* Not a command at all: -EOPNOTSUPP, whatever the grant. */
+    g_assert_cmpint(send_cmd(weak, 0x1999, 0, 0), ==, -EOPNOTSUPP);
+    rec_free(other);
+    rec_free(owner);
+    rec_free(weak);
+    vmsig_core_free(f.core);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1417,6 +1464,7 @@ int main(int argc, char **argv)
     g_test_add_func("/core/submit/eperm", test_submit_eperm);
     g_test_add_func("/core/submit/nop", test_submit_nop);
     g_test_add_func("/core/submit/einval", test_submit_einval);
+    g_test_add_func("/core/submit/refusal-order", test_submit_refusal_order);
     g_test_add_func("/core/submit/no-backend", test_submit_no_backend);
     g_test_add_func("/core/submit/query-and-stop", test_backend_query_and_stop);
     g_test_add_func("/core/submit/refusal-text", test_backend_refusal_text);

@@ -402,7 +402,8 @@ static void test_truncated_header(fx *f, gconstpointer d)
 
 static void test_oversized(fx *f, gconstpointer d)
 {
-    /* Before the handshake and after it; only the header is ever sent. */
+    /* An oversized HELLO before the handshake, an oversized command after
+     * it: -EMSGSIZE; only the header is ever sent. */
     for (int attached = 0; attached < 2; attached++) {
         peer p;
         if (attached) {
@@ -410,13 +411,34 @@ static void test_oversized(fx *f, gconstpointer d)
         } else {
             peer_connect(f, &p);
         }
-        vmsig_wire_hdr h = { .kind = VMSIG_CMD_MEMWRITE, .len = VMSIG_WIRE_MAX_PAYLOAD + 1 };
+        vmsig_wire_hdr h = { .kind = attached ? VMSIG_CMD_MEMWRITE : VMSIG_MSG_HELLO,
+                             .len = VMSIG_WIRE_MAX_PAYLOAD + 1 };
         peer_write(f, &p, &h, sizeof(h), NULL, 0);
         expect_bye(f, &p, -EMSGSIZE, "limit");
         peer_close(&p);
         witness_ok(f);
     }
     g_assert_cmpint(f->det.last_why, ==, -EMSGSIZE);
+    /* A first frame that is not HELLO is -EPROTO whatever its size or kind:
+     * a stranger learns nothing else before the handshake. */
+    static const struct {
+        uint16_t kind;
+        uint32_t len;
+    } first[] = {
+        { VMSIG_CMD_MEMWRITE, VMSIG_WIRE_MAX_PAYLOAD + 1 }, /* too big */
+        { VMSIG_CMD_VM, 3 },                                /* wrong size */
+        { 0x7777, 0 },                                      /* unknown kind */
+        { VMSIG_EV_RUNSTATE, 16 },                          /* wrong direction */
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(first); i++) {
+        peer p;
+        peer_connect(f, &p);
+        vmsig_wire_hdr h = { .kind = first[i].kind, .len = first[i].len };
+        peer_write(f, &p, &h, sizeof(h), NULL, 0);
+        expect_bye(f, &p, -EPROTO, "expected HELLO first");
+        peer_close(&p);
+    }
+    witness_ok(f);
 }
 
 static void test_unknown_kind(fx *f, gconstpointer d)
