@@ -403,8 +403,8 @@ static void deliver_to(vmsig_control *c, vmsig_event *ev, const int *fds, unsign
     r = c->ops.deliver(c->opaque, ev, fds, nfds);
     if (r == -EAGAIN) {
         vmsig_control_detach(c, -ENOBUFS);
-    } else if (r == -EPIPE) {
-        vmsig_control_detach(c, -EPIPE);
+    } else if (r < 0) {
+        vmsig_control_detach(c, r); /* -EPIPE gone, -EMFILE/-ENOMEM the server's lack */
     }
 }
 
@@ -442,7 +442,7 @@ static void stamp(vmsig_event *ev)
 
 /* ---- UP ---- */
 
-int vmsig_core_publish(vmsig_core *core, vmsig_event *ev)
+static int publish_up(vmsig_core *core, vmsig_event *ev)
 {
     const vmsig_kind_row *k = ev ? vmsig__kind(ev->kind) : NULL;
     ep_state *ep;
@@ -460,6 +460,15 @@ int vmsig_core_publish(vmsig_core *core, vmsig_event *ev)
     }
     broadcast_row(core, k, ev, NULL, 0, NULL);
     return 0;
+}
+
+int vmsig_core_publish(vmsig_core *core, vmsig_event *ev)
+{
+    /* ARB and MEMWRITE_DONE state what the core did: only the core says them. */
+    if (ev && (ev->kind == VMSIG_EV_ARB || ev->kind == VMSIG_EV_MEMWRITE_DONE)) {
+        return -EINVAL;
+    }
+    return publish_up(core, ev);
 }
 
 static int memctx_check(const vmsig_wire_memctx *mc, const vmsig_wire_memseg *segs,
@@ -963,7 +972,7 @@ static void publish_memwrite_done(vmsig_core *core, const vmsig_event *cmd, uint
         .generation = vmsig_core_memctx_generation(core, cmd->endpoint),
         .writer = writer,
     };
-    vmsig_core_publish(core, &ev);
+    publish_up(core, &ev);
 }
 
 static int run_backend(vmsig_control *c, const vmsig_event *cmd, vmsig_reply *reply)

@@ -324,12 +324,18 @@ static void disarm_timer(sockconn *c)
     c->deadline = 0; /* the listener's timer may still fire: it finds nothing */
 }
 
+static void conn_fail(sockconn *c, int why, const char *text);
+
+/* Queue a REPLY; if it cannot be queued (-ENOMEM), the client would wait for
+ * it in vain: end the connection instead, saying why. */
 static void push_reply(sockconn *c, uint64_t id, uint32_t endpoint, int status,
                        const void *body, uint32_t len)
 {
     vmsig_wire_hdr h = { .kind = VMSIG_MSG_REPLY, .len = len, .id = id,
                          .endpoint = endpoint, .status = status };
-    vmsig__wire_writer_push(c->wr, &h, body, len, NULL, 0, NULL, 0, 0);
+    if (vmsig__wire_writer_push(c->wr, &h, body, len, NULL, 0, NULL, 0, 0) < 0) {
+        conn_fail(c, -ENOMEM, "server out of memory: a reply could not be queued");
+    }
 }
 
 static void push_bye(sockconn *c, int status, const char *text)
@@ -412,15 +418,20 @@ static int conn_deliver(void *opaque, const vmsig_event *ev, const int *fds, uns
     for (unsigned i = 0; i < nfds; i++) {
         dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
         if (dups[i] < 0) {
+            int e = errno == EMFILE || errno == ENFILE ? -EMFILE : -ENOMEM;
             close_fds(dups, i);
-            return -EAGAIN;
+            snprintf(c->bye, sizeof(c->bye), "%s",
+                     e == -EMFILE ? "server out of file descriptors: cannot pass guest RAM"
+                                  : "server out of memory");
+            return e; /* not a slow reader: the core detaches us with it */
         }
     }
     const vmsig_wire_kind *k = vmsig__wire_kind(ev->kind);
     if (vmsig__wire_writer_push(c->wr, &h, ev->u.raw, vmsig__wire_fixed(k), ev->ool, ev->ool_len, dups,
                                 nfds, 0) < 0) {
         close_fds(dups, nfds);
-        return -EAGAIN;
+        snprintf(c->bye, sizeof(c->bye), "server out of memory");
+        return -ENOMEM;
     }
     if (c->in_attach) {
         return 0; /* WELCOME goes first; flushed after attach */
@@ -450,7 +461,7 @@ static void conn_detach(void *opaque, int why)
     if (c->shutdown) {
         vmsig__wire_writer_flush(c->wr, c->fd); /* best effort, never waits */
     }
-    if (why == -ENOBUFS || c->shutdown) {
+    if (why == -ENOBUFS || why == -ENOMEM || why == -EMFILE || c->shutdown) {
         /* What is still queued cannot be delivered in time: say why instead. */
         vmsig__wire_writer_drop_unstarted(c->wr);
     }

@@ -143,7 +143,8 @@ void vmsig_core_set_policy(vmsig_core *core, vmsig_arb_policy policy, void *opaq
  * delivery to that control's next delivery sequence number (so after the
  * call ev->seq is the last control's).
  * ev is borrowed. Returns 0, -EINVAL (not an UP kind; MEMCTX must use
- * vmsig_core_publish_memctx).
+ * vmsig_core_publish_memctx; ARB and MEMWRITE_DONE are the core's own, a
+ * host cannot publish them).
  */
 int vmsig_core_publish(vmsig_core *core, vmsig_event *ev);
 
@@ -176,7 +177,9 @@ uint64_t vmsig_core_memctx_generation(vmsig_core *core, uint32_t endpoint);
  *   VMSIG_EV_ARB even without CAP_OBSERVE or an ARB subscription). ev, ev->ool and fds are borrowed for the call: dup what must
  *   outlive it. fds are only non-empty for VMSIG_EV_MEMCTX (read-only RAM
  *   fds). Return 0, -EAGAIN (cannot take it now; the core drops the control
- *   with -ENOBUFS) or -EPIPE (gone; the core detaches it).
+ *   with -ENOBUFS), -EPIPE (gone; the core detaches it) or another negative
+ *   errno the host lacks (-EMFILE no fd to dup, -ENOMEM): the core detaches
+ *   the control with it.
  * detach: the control is being detached (why as for on_detach). The core no
  *   longer touches it after this; free opaque here. Optional.
  */

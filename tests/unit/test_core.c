@@ -361,8 +361,17 @@ static void test_filter_sources(void)
     for (uint32_t k = VMSIG_EV_RUNSTATE; k <= VMSIG_EV_SHUTDOWN; k++) {
         publish_kind(&f, k, 0);
     }
-    publish_kind(&f, VMSIG_EV_ARB, 0);
-    publish_kind(&f, VMSIG_EV_MEMWRITE_DONE, 0);
+    /* ARB and MEMWRITE_DONE are the core's own: made by a control's
+     * ACQUIRE and MEMWRITE (the actor receives nothing: no OBSERVE/MEMCTX);
+     * a host that tries to publish them is refused. */
+    rec *actor = rec_new(&f, mkgrant(6, VMSIG_CAP_INPUT | VMSIG_CAP_MEMWRITE, ALL_EPS, 0), 0, 0);
+    g_assert_cmpint(send_cmd(actor, VMSIG_CMD_ACQUIRE, 0, VMSIG_CLASS_INPUT), ==, 0);
+    g_assert_cmpint(send_memwrite(actor, 0, 0x10, "x", 1), ==, 0);
+    vmsig_event fake = { .dir = VMSIG_DIR_UP, .kind = VMSIG_EV_ARB };
+    g_assert_cmpint(vmsig_core_publish(f.core, &fake), ==, -EINVAL);
+    fake.kind = VMSIG_EV_MEMWRITE_DONE;
+    g_assert_cmpint(vmsig_core_publish(f.core, &fake), ==, -EINVAL);
+    g_assert_cmpuint(actor->evs->len, ==, 0);
     rw = memfd_rw(4096);
     ro = reopen_ro(rw);
     publish_map(&f, 0, ro, 4096);
@@ -381,6 +390,7 @@ static void test_filter_sources(void)
     g_assert_cmpuint(rec_count(nomem, VMSIG_EV_MEMCTX) + rec_count(nomem, VMSIG_EV_MEMWRITE_DONE),
                      ==, 0);
 
+    rec_free(actor);
     rec_free(seam);
     rec_free(arb);
     rec_free(mem);
