@@ -23,6 +23,10 @@
 /* Receive at most this many times per readiness callback, so one busy peer
  * cannot starve the loop (epoll is level-triggered: we are called again). */
 #define READ_ROUNDS 16
+/* Frames handled for one connection per wakeup: the rest wait for the next
+ * turn (the listener's timer, fired at once, gives it), so a control that
+ * pipelines thousands of commands adds at most this many to another's wait. */
+#define FRAME_BUDGET 16
 
 typedef struct listener listener;
 typedef struct sockconn sockconn;
@@ -49,6 +53,7 @@ struct sockconn {
     uint64_t deadline;     /* CLOCK_MONOTONIC ns of this state's deadline; 0 none */
     uint64_t accept_seq;   /* order of accept, for fair unparking */
     sockconn *tnext;       /* on the listener's expired chain while it is handled */
+    sockconn *rnext;       /* on the listener's chain of turns (budget left over) */
     uint32_t wevents;
     vmsig_wire_reader *rd;
     vmsig_wire_writer *wr;
@@ -62,6 +67,7 @@ struct sockconn {
     int paused;     /* input paused: our output backlog is high */
     int shutdown;   /* the core is going away: no lingering */
     int partial;    /* attached, a frame is half in: the timer is its deadline */
+    int more;       /* frames left in its buffer after its budget: next turn */
     uint64_t frames, partial_at; /* frames taken; the count when the timer was armed */
     uint64_t features; /* negotiated */
     char bye[sizeof(vmsig_wire_bye)];
@@ -634,10 +640,20 @@ static int backlog_high(sockconn *c)
 
 static void conn_input(sockconn *c)
 {
-    for (int round = 0;; round++) {
+    unsigned budget = FRAME_BUDGET;
+    c->more = 0;
+    for (int round = 0; budget; round++) {
         for (;;) {
             if (c->dead || c->state == ST_LINGER) {
                 return;
+            }
+            if (!budget) {
+                /* Its turn is over; what is buffered waits for the next. */
+                c->more = 1;
+                if (c->l) {
+                    listener_arm(c->l, now_ns());
+                }
+                break;
             }
             if (backlog_high(c)) {
                 c->paused = 1;
@@ -655,8 +671,9 @@ static void conn_input(sockconn *c)
             }
             frame(c, &f);
             close_fds(f.fds, f.nfds); /* client frames carry none; belt and braces */
+            budget--;
         }
-        if (round == READ_ROUNDS || (round > 0 && vmsig__wire_reader_short(c->rd))) {
+        if (!budget || round == READ_ROUNDS || (round > 0 && vmsig__wire_reader_short(c->rd))) {
             break; /* a short read drained the socket: skip the EAGAIN read */
         }
         int rc = vmsig__wire_reader_fill(c->rd, c->fd);
@@ -933,8 +950,13 @@ static void listener_timer(void *opaque, uint32_t events)
         return;
     }
     l->armed = 0;
-    sockconn *expired = NULL;
+    sockconn *expired = NULL, *turn = NULL;
     for (sockconn *c = l->conns; c; c = c->next) {
+        if (c->more && !c->dead && !c->paused) {
+            c->busy++;
+            c->rnext = turn;
+            turn = c;
+        }
         if (!c->deadline || c->dead) {
             continue;
         }
@@ -961,6 +983,15 @@ static void listener_timer(void *opaque, uint32_t events)
         sockconn *c = expired;
         expired = c->tnext;
         conn_timeout(c);
+        conn_leave(c);
+    }
+    while (turn) {
+        sockconn *c = turn;
+        turn = c->rnext;
+        if (!c->dead && c->more) {
+            conn_input(c);
+            partial_deadline(c);
+        }
         conn_leave(c);
     }
     listener_kick(l);

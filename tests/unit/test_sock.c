@@ -70,9 +70,16 @@ static void on_detach(void *opaque, const vmsig_grant *g, int why, const char *t
     g_strlcpy(d->last_text, text ? text : "", sizeof(d->last_text));
 }
 
+/* Backend calls so far, and the call number of the last query of endpoint 1. */
+static unsigned backend_calls, backend_ep1_at;
+
 static int backend_cmd(void *opaque, const vmsig_event *cmd, uint32_t principal,
                        vmsig_reply *reply)
 {
+    backend_calls++;
+    if (cmd->endpoint == 1) {
+        backend_ep1_at = backend_calls;
+    }
     if (cmd->kind == VMSIG_CMD_VM && cmd->u.cmd.op == VMSIG_VM_QUERY) {
         vmsig_wire_vminfo vi = { .state = VMSIG_RS_RUNNING, .running = 1, .vcpus = 2,
                                  .endpoint = cmd->endpoint, .ram_size = 1u << 20 };
@@ -1749,6 +1756,56 @@ static void test_out_of_fds_no_spare(fx *f, gconstpointer d)
     witness_ok(f);
 }
 
+/* One control pipelining thousands of commands cannot hold another's: each
+ * connection gets a budget of frames per turn (FRAME_BUDGET, 16), so the
+ * other's query runs after at most a turn or two of the flood, whatever
+ * queue-limit allows (here 65536, where the flood was all handled first). */
+static void test_fair_turns(void)
+{
+    fx f;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .queue_limit = 65536 };
+    fx_setup_cfg(&f, &cfg);
+    peer a, b;
+    peer_attach(&f, &a, NULL);
+    peer_attach(&f, &b, NULL);
+    enum { FLOOD = 2000 };
+    vmsig_wire_cmd q = { .op = VMSIG_VM_QUERY };
+    size_t one = sizeof(vmsig_wire_hdr) + sizeof(q);
+    uint8_t *buf = g_malloc(one * FLOOD);
+    for (int i = 0; i < FLOOD; i++) {
+        vmsig_wire_hdr h = { .kind = VMSIG_CMD_VM, .len = sizeof(q), .id = (uint64_t)i + 1 };
+        memcpy(buf + i * one, &h, sizeof(h));
+        memcpy(buf + i * one + sizeof(h), &q, sizeof(q));
+    }
+    g_assert_cmpint(write(a.fd, buf, one * FLOOD), ==, (ssize_t)(one * FLOOD));
+    g_free(buf);
+    /* B's query of endpoint 1, queued behind the flood in time. */
+    uint8_t bq[sizeof(vmsig_wire_hdr) + sizeof(q)];
+    vmsig_wire_hdr h = { .kind = VMSIG_CMD_VM, .len = sizeof(q), .id = 999, .endpoint = 1 };
+    memcpy(bq, &h, sizeof(h));
+    memcpy(bq + sizeof(h), &q, sizeof(q));
+    g_assert_cmpint(write(b.fd, bq, sizeof(bq)), ==, sizeof(bq));
+    unsigned start = backend_calls;
+    backend_ep1_at = 0;
+    vmsig_wire_frame fr;
+    uint8_t pl[2048];
+    g_assert_cmpint(peer_wait(&f, &b, &fr, pl, 5000), ==, 1);
+    g_assert_cmpuint(fr.hdr.id, ==, 999);
+    g_assert_cmpuint(backend_ep1_at, >, start);
+    /* At most two turns of the flood went before it. */
+    g_assert_cmpuint(backend_ep1_at - start, <=, 2 * 16 + 1);
+    /* And the flood is answered in full and in order. */
+    for (int i = 0; i < FLOOD; i++) {
+        g_assert_cmpint(peer_wait(&f, &a, &fr, pl, 5000), ==, 1);
+        g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+        g_assert_cmpuint(fr.hdr.id, ==, (uint64_t)i + 1);
+    }
+    peer_close(&a);
+    peer_close(&b);
+    witness_ok(&f);
+    fx_teardown(&f, NULL);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1791,6 +1848,7 @@ int main(int argc, char **argv)
     g_test_add_func("/sock/listener", test_listener);
     g_test_add_func("/sock/hup-while-paused", test_hup_while_paused);
     g_test_add_func("/sock/burst", test_burst);
+    g_test_add_func("/sock/fair-turns", test_fair_turns);
     g_test_add_func("/sock/flood-other-uid", test_flood_other_uid);
     return g_test_run();
 }
