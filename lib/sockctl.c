@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -112,6 +113,11 @@ struct listener {
  * 2 * max_controls connections in all, gets BYE(-EMFILE) at once.
  */
 #define PENDING_MIN 16u
+/* File descriptors kept free for the host (QEMU's monitor, block devices,
+ * a MEMCTX's read-only reopens): a connection whose fd number reaches
+ * RLIMIT_NOFILE minus this is refused with BYE(-EMFILE), and a listener
+ * whose max_controls could not fit under the limit is not started. */
+#define FD_RESERVE 64u
 /* Out of fds with no spare to refuse a peer: stop polling the listener this
  * long (ms) instead of spinning on it. */
 #define LISTEN_BACKOFF_MS 100
@@ -868,12 +874,31 @@ static void listener_kick(listener *l)
     listener_set_accepting(l);
 }
 
+/* The soft limit on open files, 0 if there is none we could read. */
+static uint64_t fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return 0;
+    }
+    return (uint64_t)rl.rlim_cur;
+}
+
 static void accept_one(listener *l, int fd)
 {
     const vmsig_core_config *cfg = vmsig__core_config(l->core);
     struct ucred cred;
     socklen_t clen = sizeof(cred);
     char text[sizeof(vmsig_wire_bye)];
+    uint64_t lim = fd_limit();
+    /* fds are numbered lowest free first: a number this high means the
+     * process has about that many open, so the host's reserve is at stake. */
+    if (lim && (uint64_t)fd + FD_RESERVE >= lim) {
+        snprintf(text, sizeof(text), "server near its file descriptor limit (%llu): try again later",
+                 (unsigned long long)lim);
+        refuse_now(fd, -EMFILE, text);
+        return;
+    }
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0) {
         close(fd);
         return;
@@ -1088,6 +1113,14 @@ int vmsig_core_listen(vmsig_core *core, const char *path, const vmsig_grants *gr
     }
     strcpy(sa.sun_path, path);
 
+    /* Every connection costs one fd and at most 2 * max_controls exist at
+     * once, beside the listener's own and the host's reserve. */
+    const vmsig_core_config *ccfg = vmsig__core_config(core);
+    uint64_t lim = fd_limit();
+    if (lim && 2ull * max_controls(ccfg) + FD_RESERVE + 8u > lim) {
+        return -EMFILE;
+    }
+
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -1121,8 +1154,7 @@ int vmsig_core_listen(vmsig_core *core, const char *path, const vmsig_grants *gr
         return rc;
     }
     /* The backlog holds what does not fit while we stop accepting (admission). */
-    const vmsig_core_config *cfg = vmsig__core_config(core);
-    int backlog = (int)(max_controls(cfg) > 128u ? max_controls(cfg) : 128u);
+    int backlog = (int)(max_controls(ccfg) > 128u ? max_controls(ccfg) : 128u);
     if (chmod(path, 0600) < 0 || lstat(path, &st) < 0 || listen(fd, backlog) < 0) {
         rc = -errno;
         unlink(path);

@@ -302,6 +302,11 @@ void vmsig_grants_free(vmsig_grants *t);
  * SO_PEERCRED (and an optional HELLO token) and mapped to grants through
  * `grants` (borrowed: must outlive the core or be replaced first).
  * One listener per core; a second call returns -EALREADY.
+ * Each connection costs one fd, and at most 2 * max_controls connections
+ * exist at once (attached, waiting for a handshake slot, saying a last BYE):
+ * -EMFILE if that, plus a reserve of 64 fds for the host, does not fit
+ * under RLIMIT_NOFILE (lower max_controls or raise the limit). Admission of
+ * connections is described in docs/protocol.rst "Admission".
  * Returns 0 or -errno of socket/bind/listen.
  */
 int vmsig_core_listen(vmsig_core *core, const char *path, const vmsig_grants *grants);

@@ -1806,6 +1806,58 @@ static void test_fair_turns(void)
     fx_teardown(&f, NULL);
 }
 
+/* The fd budget: max_controls that cannot fit under RLIMIT_NOFILE is
+ * refused when the listener starts; near the limit a connection is refused
+ * with BYE(-EMFILE), keeping the host's reserve. */
+static void test_fd_budget(void)
+{
+    struct rlimit old, low;
+    g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    char *dir = g_dir_make_tmp("vmsig-fd-XXXXXX", NULL);
+    char *path = g_build_filename(dir, "s", NULL);
+    low = old;
+    low.rlim_cur = 512;
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &low), ==, 0);
+    int err = 0;
+    vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .max_controls = 600 };
+    vmsig_core *core = vmsig_core_new(&cfg, &err);
+    g_assert_nonnull(core);
+    g_assert_cmpint(vmsig_core_listen(core, path, NULL), ==, -EMFILE); /* 1200 + 64 > 512 */
+    vmsig_core_free(core);
+    cfg.max_controls = 200; /* 400 + 64 + 8 <= 512 */
+    core = vmsig_core_new(&cfg, &err);
+    g_assert_cmpint(vmsig_core_listen(core, path, NULL), ==, 0);
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
+
+    /* Near the limit: the next connection's fd would eat into the reserve. */
+    int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    close(lowest);
+    low.rlim_cur = (rlim_t)lowest + 64; /* the accepted fd gets number `lowest` */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    g_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+    g_assert_cmpint(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), ==, 0);
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &low), ==, 0);
+    for (int i = 0; i < 4; i++) {
+        vmsig_core_dispatch(core);
+    }
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    struct {
+        vmsig_wire_hdr h;
+        vmsig_wire_bye b;
+    } bye;
+    struct timeval tv = { .tv_sec = 3 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    g_assert_cmpint(read(fd, &bye, sizeof(bye)), ==, sizeof(bye));
+    g_assert_cmpint(bye.h.status, ==, -EMFILE);
+    g_assert_nonnull(strstr(bye.b.text, "near its file descriptor limit"));
+    close(fd);
+    vmsig_core_free(core);
+    rmdir(dir);
+    g_free(path);
+    g_free(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1849,6 +1901,7 @@ int main(int argc, char **argv)
     g_test_add_func("/sock/hup-while-paused", test_hup_while_paused);
     g_test_add_func("/sock/burst", test_burst);
     g_test_add_func("/sock/fair-turns", test_fair_turns);
+    g_test_add_func("/sock/fd-budget", test_fd_budget);
     g_test_add_func("/sock/flood-other-uid", test_flood_other_uid);
     return g_test_run();
 }
