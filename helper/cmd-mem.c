@@ -280,6 +280,9 @@ static int dump_one(hconn *h, const char *file, int have_range, uint64_t gpa, ui
         }
     }
     int show = isatty(2) && !G.quiet && fd != 1, last = -1;
+    struct stat ost;
+    /* A regular output file gets the guest's holes as its own holes. */
+    int seekable = fd >= 0 && fstat(fd, &ost) == 0 && S_ISREG(ost.st_mode), extend = 0;
     rc = EX_OK;
     if (fd < 0) {
         errmsg(h, "dump: %s: %s", file, strerror(errno));
@@ -293,18 +296,28 @@ static int dump_one(hconn *h, const char *file, int have_range, uint64_t gpa, ui
                 rc = EX_OTHER;
                 break;
             }
-            uint64_t a = segs[i].gpa + off;
+            uint64_t a = segs[i].gpa + off, ds, de;
             size_t n = segs[i].size - off < CHUNK ? (size_t)(segs[i].size - off) : CHUNK;
-            /* Straight from the mapping when it lies in one segment. */
-            const void *p = vmsig_memmap_ptr(map, a, n);
-            if (!p) {
-                if (vmsig_memmap_read(map, a, buf, n) < 0) {
-                    rc = read_failed(h, map, a, n);
-                    break;
+            int r = 0;
+            /* Holes are never read (reading one through the mapping makes
+             * the host allocate it): a chunk without data becomes a hole of
+             * a regular output file, zeros elsewhere; a chunk with data is
+             * copied with its holes as zeros. */
+            if (vmsig_memmap_ptr(map, a, n) && vmsig_memmap_data(map, a, a + n, &ds, &de) == 0) {
+                if (seekable && lseek(fd, (off_t)n, SEEK_CUR) >= 0) {
+                    extend = 1;
+                } else {
+                    seekable = 0;
+                    memset(buf, 0, n);
+                    r = write_all(fd, buf, n);
                 }
-                p = buf;
+            } else if (vmsig_memmap_read_sparse(map, a, buf, n) < 0) {
+                rc = read_failed(h, map, a, n);
+                break;
+            } else {
+                r = write_all(fd, buf, n);
+                extend = 0;
             }
-            int r = write_all(fd, p, n);
             if (r < 0) {
                 errmsg(h, "dump: writing %s: %s", file, strerror(-r));
                 rc = EX_OTHER;
@@ -314,6 +327,13 @@ static int dump_one(hconn *h, const char *file, int have_range, uint64_t gpa, ui
             if (show) {
                 progress(file, written, total, &last);
             }
+        }
+    }
+    if (extend && rc == EX_OK) { /* the file ends in a hole: give it its size */
+        off_t end = lseek(fd, 0, SEEK_CUR);
+        if (end < 0 || ftruncate(fd, end) < 0) {
+            errmsg(h, "dump: extending %s: %s", file, strerror(errno));
+            rc = EX_OTHER;
         }
     }
     if (show && written < total && last >= 0) {
@@ -434,6 +454,10 @@ int cmd_find(int argc, char **argv)
         free(pat);
         return usage_error("find", "PATTERN longer than 4096 bytes");
     }
+    int zero_pat = 1;
+    for (size_t k = 0; k < plen; k++) {
+        zero_pat &= pat[k] == 0;
+    }
     connect_all(1u << VMSIG_SRC_MEMCTX);
     uint8_t *buf = malloc(CHUNK + plen);
     for (unsigned c = 0; buf && c < G.nconn; c++) {
@@ -463,7 +487,14 @@ int cmd_find(int argc, char **argv)
                 if (n < plen) {
                     break;
                 }
-                if (vmsig_memmap_read(map, a, buf, n) < 0) {
+                /* Holes are never read (see dump): a chunk without data
+                 * cannot hold a pattern with a nonzero byte; one with data is
+                 * read with its holes as zeros. */
+                uint64_t ds, de;
+                if (!zero_pat && vmsig_memmap_data(map, a, a + n, &ds, &de) == 0) {
+                    continue;
+                }
+                if (vmsig_memmap_read_sparse(map, a, buf, n) < 0) {
                     read_failed(h, map, a, n);
                     break;
                 }

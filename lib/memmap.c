@@ -25,6 +25,8 @@ typedef struct mapseg {
 typedef struct fdmap {
     void *base;
     size_t len;
+    uint64_t start; /* file offset of base */
+    int fd;         /* our own dup, for SEEK_DATA/SEEK_HOLE; -1: treat as all data */
 } fdmap;
 
 struct vmsig_memmap {
@@ -47,6 +49,9 @@ static void unmap_all(vmsig_memmap *m)
     for (unsigned i = 0; i < m->nmaps; i++) {
         if (m->maps[i].base) {
             munmap(m->maps[i].base, m->maps[i].len);
+        }
+        if (m->maps[i].fd >= 0) {
+            close(m->maps[i].fd);
         }
     }
 }
@@ -82,6 +87,9 @@ vmsig_memmap *vmsig_memmap_new(const vmsig_event *memctx, const int *fds, unsign
     m->nseg = mc->nseg;
     m->nmaps = nfds;
     m->sealed = 1;
+    for (unsigned i = 0; i < VMSIG_WIRE_MAX_FDS; i++) {
+        m->maps[i].fd = -1;
+    }
 
     /* The range each fd must cover, checked against its size. */
     uint64_t lo[VMSIG_WIRE_MAX_FDS], hi[VMSIG_WIRE_MAX_FDS];
@@ -145,6 +153,11 @@ vmsig_memmap *vmsig_memmap_new(const vmsig_event *memctx, const int *fds, unsign
         }
         m->maps[i].base = p;
         m->maps[i].len = len;
+        m->maps[i].start = start[i];
+        /* Our own descriptor, only to ask where the file has data
+         * (vmsig_memmap_data). Without one (no fd left) every byte counts as
+         * data: scans then still work, they just read holes. */
+        m->maps[i].fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
     }
     for (unsigned i = 0; i < m->nseg; i++) {
         const vmsig_wire_memseg *s = &m->segs[i].seg;
@@ -263,6 +276,90 @@ int vmsig_memmap_read(const vmsig_memmap *m, uint64_t gpa, void *buf, size_t len
         out += n;
         at += n;
         left -= n;
+    }
+    return 0;
+}
+
+/* [off, off + n) of fd: the first data byte at or after off, and where that
+ * data ends (*dend), both < off + n; 0 if none, 1 if found. lseek errors
+ * other than ENXIO (no SEEK_DATA support) count as "all data". */
+static int fd_data(int fd, uint64_t off, uint64_t n, uint64_t *dstart, uint64_t *dend)
+{
+    uint64_t end = off + n;
+    if (fd < 0) {
+        *dstart = off;
+        *dend = end;
+        return 1;
+    }
+    off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+    if (d < 0) {
+        if (errno == ENXIO) {
+            return 0; /* only a hole from off to the end of the file */
+        }
+        *dstart = off;
+        *dend = end;
+        return 1;
+    }
+    if ((uint64_t)d >= end) {
+        return 0;
+    }
+    off_t h = lseek(fd, d, SEEK_HOLE);
+    *dstart = (uint64_t)d;
+    *dend = h < 0 || (uint64_t)h > end ? end : (uint64_t)h;
+    return 1;
+}
+
+int vmsig_memmap_data(const vmsig_memmap *m, uint64_t gpa, uint64_t end, uint64_t *data_gpa,
+                      uint64_t *data_end)
+{
+    if (!m || !data_gpa || !data_end) {
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < m->nseg && gpa < end; i++) {
+        const vmsig_wire_memseg *s = &m->segs[i].seg;
+        uint64_t lo = gpa > s->gpa ? gpa : s->gpa, hi = s->gpa + s->size < end ? s->gpa + s->size : end;
+        if (lo >= hi) {
+            continue;
+        }
+        uint64_t ds, de;
+        if (fd_data(m->maps[s->fd_index].fd, s->offset + (lo - s->gpa), hi - lo, &ds, &de)) {
+            *data_gpa = s->gpa + (ds - s->offset);
+            *data_end = s->gpa + (de - s->offset);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int vmsig_memmap_read_sparse(const vmsig_memmap *m, uint64_t gpa, void *buf, size_t len)
+{
+    if (!m || gpa + len < gpa) {
+        return -EFAULT;
+    }
+    /* Every byte must be guest RAM, as for vmsig_memmap_read. */
+    uint64_t at = gpa, left = len;
+    while (left) {
+        const mapseg *s = find(m, at);
+        if (!s) {
+            return -EFAULT;
+        }
+        uint64_t n = s->seg.size - (at - s->seg.gpa);
+        at += n < left ? n : left;
+        left -= n < left ? n : left;
+    }
+    uint8_t *out = buf;
+    uint64_t end = gpa + len, ds, de;
+    at = gpa;
+    while (at < end && vmsig_memmap_data(m, at, end, &ds, &de) == 1) {
+        memset(out + (at - gpa), 0, (size_t)(ds - at));
+        int r = vmsig_memmap_read(m, ds, out + (ds - gpa), (size_t)(de - ds));
+        if (r < 0) {
+            return r;
+        }
+        at = de;
+    }
+    if (at < end) {
+        memset(out + (at - gpa), 0, (size_t)(end - at));
     }
     return 0;
 }

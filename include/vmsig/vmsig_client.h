@@ -156,7 +156,8 @@ void vmsig_client_close(vmsig_client *c);
 /* ---- read-only guest RAM ---- */
 
 /* Map a MEMCTX event read-only (PROT_READ, MAP_SHARED). fds borrowed (the map
- * keeps its own mappings, not the fds). One reference. NULL with
+ * keeps its own mappings and its own duplicate of each fd it uses, for
+ * vmsig_memmap_data; never the caller's fds). One reference. NULL with
  * *err = -ENODEV (the MEMCTX says unavailable), -EINVAL (segment outside its
  * fd, fd_index out of range), -errno of mmap.
  *
@@ -192,5 +193,26 @@ const void *vmsig_memmap_ptr(const vmsig_memmap *m, uint64_t gpa, uint64_t len);
  * -EFAULT if any byte is not guest RAM in this map. SIGBUS, not -EFAULT, if
  * an unsealed file shrank under the map (vmsig_memmap_sealed). */
 int vmsig_memmap_read(const vmsig_memmap *m, uint64_t gpa, void *buf, size_t len);
+
+/*
+ * Holes. Guest RAM the guest never wrote is a hole of its memfd; reading a
+ * hole through a shared mapping makes the host allocate it (a page of zeros
+ * per page touched: one full read of a 256 MiB guest grew its memfd from
+ * 113 to 256 MiB). Scans and dumps should read only the data:
+ *
+ * vmsig_memmap_data: the first data (not hole) byte of guest RAM in
+ * [gpa, end), found with SEEK_DATA/SEEK_HOLE on the map's own descriptors
+ * without touching a page: 1 with [*data_gpa, *data_end) = that run of data
+ * (within one segment, at most end), 0 if [gpa, end) holds no data,
+ * -EINVAL. Where the file cannot tell (no SEEK_DATA, or the map could not
+ * keep a descriptor) everything counts as data. Data found may become holes
+ * and holes data while the guest runs; a hole reads as zeros.
+ *
+ * vmsig_memmap_read_sparse: vmsig_memmap_read, but holes are copied as zeros
+ * without being read (no host allocation). 0 or -EFAULT.
+ */
+int vmsig_memmap_data(const vmsig_memmap *m, uint64_t gpa, uint64_t end, uint64_t *data_gpa,
+                      uint64_t *data_end);
+int vmsig_memmap_read_sparse(const vmsig_memmap *m, uint64_t gpa, void *buf, size_t len);
 
 #endif /* VMSIG_CLIENT_H */

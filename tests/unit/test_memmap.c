@@ -433,6 +433,64 @@ static void test_unavailable(void)
     g_assert_cmpint(err, ==, -ENODEV);
 }
 
+static blkcnt_t blocks(int fd)
+{
+    struct stat st;
+    g_assert_cmpint(fstat(fd, &st), ==, 0);
+    return st.st_blocks;
+}
+
+/*
+ * Holes: a 64 MiB memfd with data in two pages only. vmsig_memmap_data finds
+ * exactly those, a scan that reads only data (and read_sparse) leaves the
+ * memfd's allocated size as it was, while a plain read of the same range
+ * allocates the holes it touches (what the scans did before).
+ */
+static void test_holes(void)
+{
+    const uint64_t sz = 64ull << 20, a = 0x200000, b = 0x3000000;
+    int fd = memfd_create("holes", MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(fd, (off_t)sz), ==, 0);
+    g_assert_cmpint(pwrite(fd, "first", 5, (off_t)a), ==, 5);
+    g_assert_cmpint(pwrite(fd, "second", 6, (off_t)b + 100), ==, 6);
+    int err = 1;
+    vmsig_memmap *m = map_one(fd, sz, &err); /* gpa 0x1000 = offset 0 */
+    g_assert_nonnull(m);
+    blkcnt_t before = blocks(fd);
+
+    uint64_t ds, de, n = 0, at = 0x1000, end = 0x1000 + sz;
+    uint64_t found[4];
+    while (vmsig_memmap_data(m, at, end, &ds, &de) == 1 && n < 4) {
+        found[n++] = ds;
+        g_assert_cmpuint(de, >, ds);
+        g_assert_cmpuint(de - ds, <=, 2u << 20); /* a page, or a huge page at most */
+        at = de;
+    }
+    g_assert_cmpuint(n, ==, 2);
+    g_assert_cmpuint(found[0], <=, 0x1000 + a);
+    g_assert_cmpuint(found[1], <=, 0x1000 + b + 100);
+    g_assert_cmpint(vmsig_memmap_data(m, 0x1000, 0x1000 + a - 4096, &ds, &de), ==, 0);
+    g_assert_cmpint(vmsig_memmap_data(m, 0, 0x1000, &ds, &de), ==, 0); /* not RAM */
+
+    /* read_sparse of everything: the bytes, zeros elsewhere, nothing allocated */
+    uint8_t *buf = g_malloc(sz);
+    memset(buf, 0xff, sz);
+    g_assert_cmpint(vmsig_memmap_read_sparse(m, 0x1000, buf, sz), ==, 0);
+    g_assert_cmpmem(buf + a, 5, "first", 5);
+    g_assert_cmpmem(buf + b + 100, 6, "second", 6);
+    g_assert_cmpint(buf[a - 1], ==, 0);
+    g_assert_cmpint(buf[sz - 1], ==, 0);
+    g_assert_cmpint(vmsig_memmap_read_sparse(m, 0x1000 + sz - 4, buf, 8), ==, -EFAULT);
+    g_assert_cmpint(blocks(fd), ==, before);
+
+    /* the old way, a plain read, allocates the holes it reads */
+    g_assert_cmpint(vmsig_memmap_read(m, 0x1000, buf, 16u << 20), ==, 0);
+    g_assert_cmpint(blocks(fd), >, before + (8 << 20) / 512);
+    g_free(buf);
+    vmsig_memmap_unref(m);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -441,5 +499,6 @@ int main(int argc, char **argv)
     g_test_add_func("/memmap/unavailable", test_unavailable);
     g_test_add_func("/memmap/fds-stay-clients", test_fds_stay_clients);
     g_test_add_func("/memmap/sealed", test_sealed);
+    g_test_add_func("/memmap/holes", test_holes);
     return g_test_run();
 }
