@@ -264,6 +264,17 @@ class Guest(unittest.TestCase):
         bytes(mem.view(hole[0], 1 << 20))
         self.assertGreater(os.fstat(fd).st_blocks, b1 + 1000, "reading a hole allocates it")
 
+    def test_example_agent_loop(self):
+        """examples/agent_loop.py runs against the guest and sees its events"""
+        import subprocess
+        import sys
+        r = subprocess.run([sys.executable, os.path.join(vmtest.ROOT, "examples", "agent_loop.py"),
+                            self.vm.sock], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PYTHONPATH=os.path.join(vmtest.ROOT, "python")))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("event: memwrite-done", r.stdout)
+        self.assertIn("runstate ep0", r.stdout)
+
     def test_zz_powerdown_and_quit(self):
         """powerdown: POWERDOWN event; quit: SHUTDOWN event, then VMGone with the BYE"""
         self.c.powerdown()
