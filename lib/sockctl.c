@@ -28,6 +28,11 @@
  * turn (the listener's timer, fired at once, gives it), so a control that
  * pipelines thousands of commands adds at most this many to another's wait. */
 #define FRAME_BUDGET 16
+/* Guest RAM descriptors in flight (sent, not read): one MEMCTX's per
+ * control, the next one held until the last is read (checked every
+ * FD_HOLD_POLL_MS); a quarter of RLIMIT_NOFILE for all controls of a
+ * listener (the kernel bounds a user's descriptors in flight by that limit). */
+#define FD_HOLD_POLL_MS 10u
 
 typedef struct listener listener;
 typedef struct sockconn sockconn;
@@ -69,6 +74,8 @@ struct sockconn {
     int shutdown;   /* the core is going away: no lingering */
     int partial;    /* attached, a frame is half in: the timer is its deadline */
     int more;       /* frames left in its buffer after its budget: next turn */
+    unsigned inflight; /* descriptors sent it has not read, as last measured */
+    int fdwait;     /* a MEMCTX waits for the last one to be read */
     uint64_t frames, partial_at; /* frames taken; the count when the timer was armed */
     uint64_t features; /* negotiated */
     char bye[sizeof(vmsig_wire_bye)];
@@ -97,6 +104,7 @@ struct listener {
     int tfd;
     vmsig_watch *tw;
     uint64_t armed;         /* when tfd fires; 0 disarmed */
+    unsigned inflight;      /* sum of its connections' inflight */
     uint64_t backoff_until; /* out of fds: not accepting until then; 0 none */
 };
 
@@ -251,6 +259,7 @@ static void conn_free(sockconn *c)
             c->next->prev = c->prev;
         }
         l->nconns--;
+        l->inflight -= c->inflight;
         count_state(c, -1);
         c->l = NULL;
         free(c);
@@ -338,6 +347,97 @@ static void disarm_timer(sockconn *c)
 
 static void conn_fail(sockconn *c, int why, const char *text);
 
+static void listener_arm(listener *l, uint64_t when);
+static unsigned measure_inflight(sockconn *c);
+
+/* Flush c's queue, holding a frame with descriptors while the last ones it
+ * was sent are unread (then the listener's timer looks again soon). */
+static int conn_flush(sockconn *c)
+{
+    /* (measure_inflight costs an ioctl only while some sent fds may be unread) */
+    int hold = vmsig__wire_writer_count(c->wr) && measure_inflight(c) > 0;
+    vmsig__wire_writer_hold_fds(c->wr, hold);
+    int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+    if (rc == -EAGAIN && hold && c->l) {
+        c->fdwait = 1;
+        listener_arm(c->l, now_ns() + FD_HOLD_POLL_MS * 1000000ull);
+    }
+    if (vmsig__wire_writer_fds_next(c->wr) == 0 || !hold) {
+        c->fdwait = 0;
+    }
+    return rc;
+}
+
+/* The last flushes of a connection: nothing is held any more. */
+static int final_flush(sockconn *c)
+{
+    vmsig__wire_writer_hold_fds(c->wr, 0);
+    return vmsig__wire_writer_flush(c->wr, c->fd);
+}
+
+/* A flush that failed for another reason than a full socket. */
+static void flush_failed(sockconn *c, int rc)
+{
+    if (rc == -ETOOMANYREFS) {
+        conn_fail(c, -ETOOMANYREFS, "the kernel refuses to pass you more descriptors (too many "
+                  "in flight for this user): read your MEMCTX events");
+    } else {
+        conn_fail(c, -EPIPE, "peer closed");
+    }
+}
+
+static uint64_t fd_limit(void);
+
+/* Measure c's unread descriptors again; keep the listener's sum true. */
+static unsigned measure_inflight(sockconn *c)
+{
+    unsigned n = vmsig__wire_writer_fds_in_flight(c->wr, c->fd);
+    if (c->l) {
+        c->l->inflight = c->l->inflight - c->inflight + n;
+    }
+    c->inflight = n;
+    return n;
+}
+
+/* Room for nfds more descriptors in flight for the listener: a quarter of
+ * the fd limit, measured afresh when that seems spent; the control holding
+ * the most unread is dropped to make room (a control that reads holds
+ * none). 0 and c->bye set if there is still none. */
+static int inflight_room(sockconn *c, unsigned nfds)
+{
+    listener *l = c->l;
+    uint64_t lim = fd_limit();
+    uint64_t total_max = lim ? lim / 4 : 1024;
+    if (!l || l->inflight + nfds <= total_max) {
+        return 1;
+    }
+    sockconn *worst = NULL;
+    for (sockconn *o = l->conns; o; o = o->next) {
+        if (!o->dead && o->state == ST_ATTACHED) {
+            measure_inflight(o);
+            if (!worst || o->inflight > worst->inflight) {
+                worst = o;
+            }
+        }
+    }
+    if (l->inflight + nfds <= total_max) {
+        return 1;
+    }
+    if (worst && worst != c && worst->inflight > 0) {
+        char text[sizeof(vmsig_wire_bye)];
+        snprintf(text, sizeof(text), "holding %u unread guest RAM descriptors while the "
+                 "server's budget (%llu) ran out: read your MEMCTX events", worst->inflight,
+                 (unsigned long long)total_max);
+        conn_fail(worst, -ENOBUFS, text);
+    }
+    if (l->inflight + nfds <= total_max) {
+        return 1;
+    }
+    snprintf(c->bye, sizeof(c->bye), "the server's budget of descriptors in flight (%llu) "
+             "is spent", (unsigned long long)total_max);
+    return 0;
+}
+
 /* Queue a REPLY; if it cannot be queued (-ENOMEM), the client would wait for
  * it in vain: end the connection instead, saying why. */
 static void push_reply(sockconn *c, uint64_t id, uint32_t endpoint, int status,
@@ -365,7 +465,7 @@ static void close_or_linger(sockconn *c)
     if (c->dead) {
         return;
     }
-    int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+    int rc = final_flush(c);
     if (rc == -EAGAIN && !c->shutdown && c->l && c->w) {
         set_state(c, ST_LINGER);
         arm_timer(c, c->timeout_ms);
@@ -426,6 +526,9 @@ static int conn_deliver(void *opaque, const vmsig_event *ev, const int *fds, uns
     if (vmsig__wire_event_hdr(ev, nfds, &h) < 0) {
         return 0; /* not representable on the wire: the core's bug, not the peer's */
     }
+    if (nfds && !inflight_room(c, nfds)) {
+        return -ENOBUFS; /* c->bye says why; the core detaches us with it */
+    }
     int dups[VMSIG_WIRE_MAX_FDS];
     for (unsigned i = 0; i < nfds; i++) {
         dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
@@ -448,9 +551,14 @@ static int conn_deliver(void *opaque, const vmsig_event *ev, const int *fds, uns
     if (c->in_attach) {
         return 0; /* WELCOME goes first; flushed after attach */
     }
-    int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+    int rc = conn_flush(c);
     if (rc == -EPIPE) {
         return -EPIPE;
+    }
+    if (rc == -ETOOMANYREFS) {
+        snprintf(c->bye, sizeof(c->bye), "the kernel refuses to pass you more descriptors "
+                 "(too many in flight for this user): read your MEMCTX events");
+        return -ETOOMANYREFS;
     }
     update_watch(c);
     return 0;
@@ -471,9 +579,10 @@ static void conn_detach(void *opaque, int why)
         return;
     }
     if (c->shutdown) {
-        vmsig__wire_writer_flush(c->wr, c->fd); /* best effort, never waits */
+        final_flush(c); /* best effort, never waits */
     }
-    if (why == -ENOBUFS || why == -ENOMEM || why == -EMFILE || c->shutdown) {
+    if (why == -ENOBUFS || why == -ENOMEM || why == -EMFILE || why == -ETOOMANYREFS ||
+        c->shutdown) {
         /* What is still queued cannot be delivered in time: say why instead. */
         vmsig__wire_writer_drop_unstarted(c->wr);
     }
@@ -574,7 +683,7 @@ static void handshake(sockconn *c, const vmsig_wire_frame *f)
     };
     vmsig_wire_hdr h = { .kind = VMSIG_MSG_WELCOME, .len = sizeof(wl), .id = f->hdr.id };
     vmsig__wire_writer_push(c->wr, &h, &wl, sizeof(wl), NULL, 0, NULL, 0, 1);
-    if (vmsig__wire_writer_flush(c->wr, c->fd) == -EPIPE) {
+    if (conn_flush(c) == -EPIPE) {
         conn_fail(c, -EPIPE, "peer closed");
         return;
     }
@@ -692,9 +801,9 @@ static void conn_input(sockconn *c)
         }
     }
     if (!c->dead && vmsig__wire_writer_count(c->wr)) {
-        int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+        int rc = conn_flush(c);
         if (rc < 0 && rc != -EAGAIN) {
-            conn_fail(c, -EPIPE, "peer closed");
+            flush_failed(c, rc);
             return;
         }
         update_watch(c);
@@ -709,7 +818,7 @@ static void conn_ready(void *opaque, uint32_t events)
     }
     conn_enter(c);
     if (c->state == ST_LINGER) {
-        int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+        int rc = final_flush(c);
         if (rc != -EAGAIN || (events & (EPOLLERR | EPOLLHUP))) {
             conn_close(c);
         }
@@ -722,15 +831,15 @@ static void conn_ready(void *opaque, uint32_t events)
          * EPOLLOUT that never comes while HUP/ERR wake the loop for ever.
          * One last flush (it fails), then end it. Unpaused, conn_input below
          * takes what the peer sent before it went and ends at its EOF. */
-        vmsig__wire_writer_flush(c->wr, c->fd);
+        final_flush(c);
         conn_fail(c, -EPIPE, "peer closed");
         conn_leave(c);
         return;
     }
     if (events & EPOLLOUT) {
-        int rc = vmsig__wire_writer_flush(c->wr, c->fd);
+        int rc = conn_flush(c);
         if (rc < 0 && rc != -EAGAIN) {
-            conn_fail(c, -EPIPE, "peer closed");
+            flush_failed(c, rc);
             conn_leave(c);
             return;
         }
@@ -977,10 +1086,12 @@ static void listener_timer(void *opaque, uint32_t events)
     l->armed = 0;
     sockconn *expired = NULL, *turn = NULL;
     for (sockconn *c = l->conns; c; c = c->next) {
-        if (c->more && !c->dead && !c->paused) {
-            c->busy++;
-            c->rnext = turn;
-            turn = c;
+        if ((c->more && !c->paused) || c->fdwait) {
+            if (!c->dead) {
+                c->busy++;
+                c->rnext = turn;
+                turn = c;
+            }
         }
         if (!c->deadline || c->dead) {
             continue;
@@ -1013,9 +1124,16 @@ static void listener_timer(void *opaque, uint32_t events)
     while (turn) {
         sockconn *c = turn;
         turn = c->rnext;
-        if (!c->dead && c->more) {
+        if (!c->dead && c->more && !c->paused) {
             conn_input(c);
             partial_deadline(c);
+        } else if (!c->dead && c->fdwait) {
+            int rc = conn_flush(c); /* has the peer read its last MEMCTX? */
+            if (rc < 0 && rc != -EAGAIN) {
+                flush_failed(c, rc);
+            } else {
+                update_watch(c);
+            }
         }
         conn_leave(c);
     }
@@ -1092,7 +1210,7 @@ static void listener_free(void *opaque)
             /* Pending and parked handshakes and lingering BYEs: one last try. */
             if ((c->state == ST_HANDSHAKE || c->state == ST_PARKED) && !c->dead) {
                 push_bye(c, -ESHUTDOWN, NULL);
-                vmsig__wire_writer_flush(c->wr, c->fd);
+                final_flush(c);
             }
             conn_close(c);
         }

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -562,9 +564,21 @@ typedef struct outframe {
     uint8_t data[];
 } outframe;
 
+/* A frame with descriptors that went out: where it ends in the stream. */
+typedef struct fdsent {
+    uint64_t end;
+    unsigned nfds;
+} fdsent;
+
+#define WRITER_FDSENT 32
+
 struct vmsig_wire_writer {
     outframe *head, *tail;
     unsigned count;
+    uint64_t sent;               /* bytes written to the socket so far */
+    fdsent fdsent[WRITER_FDSENT]; /* fd frames sent, oldest first (a ring) */
+    unsigned fd_first, fd_n, fd_total;
+    int hold_fds;                /* do not start a frame with fds */
 };
 
 vmsig_wire_writer *vmsig__wire_writer_new(void)
@@ -703,6 +717,9 @@ int vmsig__wire_writer_flush(vmsig_wire_writer *w, int fd)
         struct iovec iov[WRITER_IOV];
         int niov = 0;
         outframe *o = w->head;
+        if (w->hold_fds && o->nfds && o->sent == 0) {
+            return -EAGAIN; /* held: the caller lets it go when the peer has read */
+        }
         for (; o && niov < WRITER_IOV; o = o->next) {
             if (niov > 0 && o->nfds) {
                 break;
@@ -739,13 +756,26 @@ int vmsig__wire_writer_flush(vmsig_wire_writer *w, int fd)
             if (errno == EPIPE || errno == ECONNRESET) {
                 return -EPIPE;
             }
+            /* ETOOMANYREFS: the kernel's bound on a user's descriptors in
+             * flight. The peer is there; the caller says so. */
             return -errno;
         }
         if (with_fds && n > 0) {
             /* In flight now: the peer has its own references. */
+            if (w->fd_n == WRITER_FDSENT) { /* forget the oldest: an undercount */
+                w->fd_total -= w->fdsent[w->fd_first].nfds;
+                w->fd_first = (w->fd_first + 1) % WRITER_FDSENT;
+                w->fd_n--;
+            }
+            fdsent *r = &w->fdsent[(w->fd_first + w->fd_n) % WRITER_FDSENT];
+            r->end = w->sent + first->len;
+            r->nfds = first->nfds;
+            w->fd_n++;
+            w->fd_total += first->nfds;
             close_fds(first->fds, first->nfds);
             first->nfds = 0;
         }
+        w->sent += (uint64_t)n;
         size_t left = (size_t)n;
         while (left && w->head) {
             outframe *h = w->head;
@@ -765,6 +795,36 @@ int vmsig__wire_writer_flush(vmsig_wire_writer *w, int fd)
         }
     }
     return 0;
+}
+
+void vmsig__wire_writer_hold_fds(vmsig_wire_writer *w, int hold)
+{
+    w->hold_fds = hold;
+}
+
+int vmsig__wire_writer_fds_next(const vmsig_wire_writer *w)
+{
+    return w->head && w->head->nfds && w->head->sent == 0;
+}
+
+unsigned vmsig__wire_writer_fds_in_flight(vmsig_wire_writer *w, int fd)
+{
+    int outq = 0;
+    if (!w->fd_n) {
+        return 0;
+    }
+    if (ioctl(fd, SIOCOUTQ, &outq) < 0) {
+        return w->fd_total; /* cannot tell: assume all unread */
+    }
+    /* SIOCOUTQ counts what the peer has not read yet, with some overhead,
+     * so `read` is a lower bound: frames wholly before it have been read. */
+    uint64_t read = outq <= 0 ? w->sent : (w->sent > (uint64_t)outq ? w->sent - (uint64_t)outq : 0);
+    while (w->fd_n && w->fdsent[w->fd_first].end <= read) {
+        w->fd_total -= w->fdsent[w->fd_first].nfds;
+        w->fd_first = (w->fd_first + 1) % WRITER_FDSENT;
+        w->fd_n--;
+    }
+    return w->fd_total;
 }
 
 uint64_t vmsig__now_ns(void)

@@ -142,9 +142,21 @@ int vmsig__wire_writer_push(vmsig_wire_writer *w, const vmsig_wire_hdr *h,
 /*
  * Write what the socket takes (sendmsg, MSG_NOSIGNAL | MSG_DONTWAIT, fds on
  * the first byte of their frame, EINTR retried). Returns 0 (queue empty),
- * -EAGAIN (frames left: wait for EPOLLOUT), -EPIPE (peer gone) or -errno.
+ * -EAGAIN (frames left: wait for EPOLLOUT), -EPIPE (peer gone),
+ * -ETOOMANYREFS (the kernel's limit on descriptors in flight: the peer is
+ * there but holds too many unread) or -errno.
  */
 int vmsig__wire_writer_flush(vmsig_wire_writer *w, int fd);
+
+/* Descriptors sent on frames the peer has not read yet (SIOCOUTQ on fd;
+ * conservative: may count a frame read a moment ago). */
+unsigned vmsig__wire_writer_fds_in_flight(vmsig_wire_writer *w, int fd);
+
+/* hold: flush does not start a frame with fds (it returns -EAGAIN there),
+ * so a peer gets no new descriptors before it has read its last ones. */
+void vmsig__wire_writer_hold_fds(vmsig_wire_writer *w, int hold);
+/* 1 if the next frame to go is one with fds, not yet started. */
+int vmsig__wire_writer_fds_next(const vmsig_wire_writer *w);
 
 /* Frames queued (including one partly written). */
 unsigned vmsig__wire_writer_count(const vmsig_wire_writer *w);

@@ -1606,6 +1606,79 @@ static int ro_reopen(int fd)
 
 /* A control that never reads holds at most one queued MEMCTX (and its fds)
  * per endpoint: each new map replaces the unsent one. */
+/* A control that re-subscribes to MEMCTX again and again and never reads
+ * gets one map's descriptors in flight, not one per snapshot: the next map
+ * waits until the last one is read (the issue saw 1041 fds in flight from
+ * such controls, and the kernel then refused well-behaved ones). */
+static void test_fds_in_flight(fx *f, gconstpointer d)
+{
+    int mfd = memfd_create("vmsig-test-ram", MFD_CLOEXEC);
+    g_assert_cmpint(ftruncate(mfd, 4096), ==, 0);
+    int ro = ro_reopen(mfd);
+    vmsig_wire_memseg seg = { .gpa = 0, .size = 4096, .offset = 0, .fd_index = 0 };
+    vmsig_wire_memctx mc = { .ram_size = 4096, .nseg = 1 };
+    g_assert_cmpint(vmsig_core_publish_memctx(f->core, 0, &mc, &seg, &ro, 1), ==, 0);
+    close(ro);
+    peer_drain(&f->witness);
+    peer p;
+    peer_attach(f, &p, NULL); /* OBSERVE + MEMCTX: gets the map as a snapshot */
+    enum { TOGGLES = 200 };
+    for (int i = 0; i < TOGGLES; i++) {
+        vmsig_wire_sub sub = { .source_mask = i % 2 ? VMSIG_SRC_ALL : 1u << VMSIG_SRC_SEAM,
+                               .endpoint_mask = ~0ull };
+        peer_frame(f, &p, VMSIG_MSG_SUBSCRIBE, (uint64_t)i + 10, 0, &sub, sizeof(sub));
+        dispatch_now(f);
+    }
+    pump(f, 30);
+    /* Now read everything: the descriptors that were in flight, plus at most
+     * the one map let go once the last was read. */
+    unsigned fds = 0, memctx = 0, replies = 0;
+    vmsig_wire_frame fr;
+    uint8_t pl[4096];
+    for (;;) {
+        vmsig_wire_frame raw;
+        int rc = vmsig__wire_reader_next(p.rd, &raw);
+        g_assert_cmpint(rc, >=, 0);
+        if (rc == 1) {
+            fds += raw.nfds;
+            for (unsigned i = 0; i < raw.nfds; i++) {
+                close(raw.fds[i]);
+            }
+            memctx += raw.hdr.kind == VMSIG_EV_MEMCTX;
+            replies += raw.hdr.kind == VMSIG_MSG_REPLY;
+            continue;
+        }
+        rc = vmsig__wire_reader_fill(p.rd, p.fd);
+        if (rc > 0) {
+            continue;
+        }
+        g_assert_cmpint(rc, ==, -EAGAIN);
+        if (replies == TOGGLES) {
+            pump(f, 30); /* a held map goes out once the last is read */
+            if (vmsig__wire_reader_fill(p.rd, p.fd) <= 0 &&
+                vmsig__wire_reader_next(p.rd, &raw) == 0) {
+                break;
+            }
+            if (raw.nfds) {
+                fds += raw.nfds;
+                close(raw.fds[0]);
+                memctx++;
+            }
+            continue;
+        }
+        pump(f, 5);
+    }
+    (void)fr;
+    (void)pl;
+    g_assert_cmpuint(replies, ==, TOGGLES);
+    g_assert_cmpuint(fds, <=, 3);    /* the snapshot at attach, one held, one let go */
+    g_assert_cmpuint(memctx, >=, 1);
+    g_assert_cmpint(f->det.count, ==, 0); /* nobody was dropped for it */
+    peer_close(&p);
+    close(mfd);
+    witness_ok(f);
+}
+
 static void test_memctx_slow_reader(fx *f, gconstpointer d)
 {
     int mfd = memfd_create("vmsig-test-ram", MFD_CLOEXEC);
@@ -1890,6 +1963,7 @@ int main(int argc, char **argv)
     T("fds-before-hello", test_fds_before_hello);
     T("big-frame-before-hello", test_big_frame_before_hello);
     T("memctx-slow-reader", test_memctx_slow_reader);
+    T("fds-in-flight", test_fds_in_flight);
 #undef T
     g_test_add_func("/sock/handshake-timeout", test_handshake_timeout);
     g_test_add_func("/sock/slow-reader", test_slow_reader);
