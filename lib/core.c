@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -565,7 +566,17 @@ int vmsig_core_publish_memctx(vmsig_core *core, uint32_t endpoint,
     if (r == 0) {
         r = memctx_copy(mc, segs, fds, nfds, &m);
     }
-    if (r < 0) {
+    if (r == -EMFILE || r == -ENFILE) {
+        /* The map changed but we cannot keep its fds: say it is unavailable
+         * (with why) rather than nothing, so no holder trusts the old one. */
+        vmsig_wire_memctx un = { .generation = mc->generation, .status = -EMFILE };
+        snprintf(un.why, sizeof(un.why), "server out of file descriptors: cannot pass guest RAM");
+        int r2 = memctx_copy(&un, NULL, NULL, 0, &m);
+        if (r2 < 0) {
+            return r2;
+        }
+        r = -EMFILE; /* published, but not what was asked */
+    } else if (r < 0) {
         return r;
     }
     ep = &core->ep[endpoint];
@@ -584,7 +595,7 @@ int vmsig_core_publish_memctx(vmsig_core *core, uint32_t endpoint,
     m->ts_ns = ev.ts_ns;
     broadcast(core, &ev, m->fds, m->nfds, NULL);
     core_leave(core);
-    return 0;
+    return r;
 }
 
 uint64_t vmsig_core_memctx_generation(vmsig_core *core, uint32_t endpoint)

@@ -157,7 +157,10 @@ int vmsig_core_publish(vmsig_core *core, vmsig_event *ev);
  * mc->generation 0 lets the core number the map (previous + 1); a nonzero
  * generation is kept as given.
  * Returns 0, -EINVAL (nseg/nfds over limits, fd_index out of range),
- * -EACCES (a writable fd), -EBADF (an fd that is not open), -ENOMEM.
+ * -EACCES (a writable fd), -EBADF (an fd that is not open), -ENOMEM, or
+ * -EMFILE: the core could not dup the fds, and published the map as
+ * unavailable (status -EMFILE, why saying so) instead, so holders of the
+ * old map are told.
  */
 int vmsig_core_publish_memctx(vmsig_core *core, uint32_t endpoint,
                               const vmsig_wire_memctx *mc, const vmsig_wire_memseg *segs,

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glib.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -1458,6 +1459,42 @@ static void test_submit_refusal_order(void)
     vmsig_core_free(f.core);
 }
 
+/* Out of fds when a map changes: the core cannot keep the new map's fds,
+ * so it publishes the map as unavailable (status -EMFILE) instead of
+ * nothing, and holders stop trusting the old one. */
+static void test_memctx_out_of_fds(void)
+{
+    fixture f;
+    fx_init(&f, vmsig_arb_deny);
+    rec *r = rec_new(&f, mkgrant(1, VMSIG_CAP_ALL, ALL_EPS, 0), 0, 0);
+    int rw = memfd_rw(4096), ro = reopen_ro(rw);
+    publish_map(&f, 0, ro, 4096);
+    g_assert_cmpuint(rec_count(r, VMSIG_EV_MEMCTX), ==, 1);
+    struct rlimit old, low;
+    g_assert_cmpint(getrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    int lowest = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    close(lowest);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest;
+    vmsig_wire_memctx mc = { .ram_size = 4096, .nseg = 1 };
+    vmsig_wire_memseg seg = { .gpa = 0, .size = 4096, .fd_index = 0 };
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &low), ==, 0);
+    int ret = vmsig_core_publish_memctx(f.core, 0, &mc, &seg, &ro, 1);
+    g_assert_cmpint(setrlimit(RLIMIT_NOFILE, &old), ==, 0);
+    g_assert_cmpint(ret, ==, -EMFILE);
+    g_assert_cmpuint(rec_count(r, VMSIG_EV_MEMCTX), ==, 2);
+    const vmsig_event *ev = rec_at(r, r->evs->len - 1);
+    g_assert_cmpuint(ev->kind, ==, VMSIG_EV_MEMCTX);
+    g_assert_cmpint(ev->u.memctx.status, ==, -EMFILE);
+    g_assert_cmpuint(ev->u.memctx.nseg, ==, 0);
+    g_assert_cmpuint(ev->u.memctx.generation, ==, 2);
+    g_assert_nonnull(strstr(ev->u.memctx.why, "out of file descriptors"));
+    close(ro);
+    close(rw);
+    rec_free(r);
+    vmsig_core_free(f.core);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -1475,6 +1512,7 @@ int main(int argc, char **argv)
     g_test_add_func("/core/submit/nop", test_submit_nop);
     g_test_add_func("/core/submit/einval", test_submit_einval);
     g_test_add_func("/core/submit/refusal-order", test_submit_refusal_order);
+    g_test_add_func("/core/memctx/out-of-fds", test_memctx_out_of_fds);
     g_test_add_func("/core/submit/no-backend", test_submit_no_backend);
     g_test_add_func("/core/submit/query-and-stop", test_backend_query_and_stop);
     g_test_add_func("/core/submit/refusal-text", test_backend_refusal_text);
