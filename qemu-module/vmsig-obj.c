@@ -22,6 +22,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <sys/resource.h>
 #include <sys/un.h>
 #include "qapi/error.h"
 #include "qapi/visitor.h"
@@ -748,6 +749,19 @@ static bool vmsig_start(VmsigState *s, Error **errp)
         error_setg(errp, "vmsig: another server is listening on '%s'",
                    s->path);
         return false;
+    case -EMFILE: {
+        /* vmsig_core_listen: 2 * max-controls connections plus a reserve
+         * of 64 fds for QEMU itself must fit under RLIMIT_NOFILE */
+        struct rlimit rl = { 0 };
+        getrlimit(RLIMIT_NOFILE, &rl);
+        error_setg(errp, "vmsig: max-controls=%u does not fit the open file "
+                   "limit (RLIMIT_NOFILE soft limit %llu; 2 * max-controls "
+                   "connections plus 64 fds kept for QEMU must fit under "
+                   "it): lower max-controls or raise the limit (ulimit -n)",
+                   s->max_controls ? s->max_controls : 256,
+                   (unsigned long long)rl.rlim_cur);
+        return false;
+    }
     default:
         error_setg_errno(errp, -err, "vmsig: cannot listen on '%s'", s->path);
         return false;
