@@ -340,7 +340,15 @@ int fail_reply(hconn *h, int err, const char *what, uint32_t need, uint32_t cls,
     if (rep && rep->status < 0 && rep->len > 1 && rep->len <= sizeof(rep->body) &&
         memchr(rep->body, 0, rep->len)) {
         size_t n = strlen(msg);
-        snprintf(msg + n, sizeof(msg) - n, " (%s)", (const char *)rep->body);
+        size_t room = sizeof(msg) - n;
+        if (room > 4) { /* " (" body ")" NUL, the body cut to fit */
+            size_t k = strnlen((const char *)rep->body, room - 4);
+            msg[n] = ' ';
+            msg[n + 1] = '(';
+            memcpy(msg + n + 2, rep->body, k);
+            msg[n + 2 + k] = ')';
+            msg[n + 3 + k] = '\0';
+        }
     }
     /* Keep the context for grant/busy/gone too, for logs of several commands. */
     if (rc != EX_OTHER) {

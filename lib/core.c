@@ -80,7 +80,17 @@ struct vmsig_core {
     void *listener;
     void (*listener_free)(void *listener);
     ep_state ep[EP_COUNT];
+    struct pending *pending;  /* commands the backend answers later */
+    uint64_t next_ticket;
 };
+
+/* A command the backend took with -EINPROGRESS, until vmsig_core_complete. */
+typedef struct pending {
+    struct pending *next;
+    uint64_t ticket;
+    vmsig_control *c;  /* NULL once it detached: the answer is dropped */
+    vmsig_event cmd;   /* id (seq), endpoint, kind and fixed payload; no ool */
+} pending;
 
 static uint64_t now_ns(void)
 {
@@ -300,6 +310,11 @@ void vmsig_core_free(vmsig_core *core)
         if (core->ep[i].mem) {
             memctx_free(core->ep[i].mem);
         }
+    }
+    while (core->pending) {
+        pending *p = core->pending;
+        core->pending = p->next;
+        free(p);
     }
     close(core->epfd);
     free(core->ctls);
@@ -771,6 +786,11 @@ void vmsig_control_detach(vmsig_control *c, int why)
     core_enter(core);
     c->dead = 1;
     c->why = why;
+    for (pending *p = core->pending; p; p = p->next) {
+        if (p->c == c) {
+            p->c = NULL; /* its late reply is dropped; the backend still completes */
+        }
+    }
     core->nlive--;
     core->ndead++;
     release_slots(c);
@@ -996,7 +1016,27 @@ static int run_backend(vmsig_control *c, const vmsig_event *cmd, vmsig_reply *re
     if (!ops || !ops->command) {
         return -ENOSYS;
     }
+    /* A control that can take a late reply gets a ticket for it. */
+    pending *p = NULL;
+    reply->ticket = 0;
+    if (c->ops.reply && (p = calloc(1, sizeof(*p)))) {
+        reply->ticket = ++core->next_ticket;
+    }
     r = ops->command(core->cfg.backend_opaque, cmd, principal, reply);
+    if (r == -EINPROGRESS && p) {
+        p->ticket = reply->ticket;
+        p->c = c;
+        p->cmd = *cmd;
+        p->cmd.ool = NULL;
+        p->cmd.ool_len = 0;
+        p->next = core->pending;
+        core->pending = p;
+        return r;
+    }
+    free(p);
+    if (r == -EINPROGRESS) {
+        r = -EIO; /* a backend that defers without a ticket: its bug */
+    }
     if (r > 0) {
         r = 0;
     }
@@ -1050,6 +1090,44 @@ static int submit_checked(vmsig_control *c, const vmsig_event *cmd, vmsig_reply 
     default:
         return run_backend(c, cmd, reply);
     }
+}
+
+int vmsig_core_complete(vmsig_core *core, uint64_t ticket, int status, const void *body,
+                        uint32_t len)
+{
+    pending **pp, *p;
+
+    if (!core || !ticket) {
+        return -EINVAL;
+    }
+    for (pp = &core->pending; (p = *pp) && p->ticket != ticket; pp = &p->next) {
+    }
+    if (!p) {
+        return -ENOENT;
+    }
+    *pp = p->next;
+    vmsig_control *c = p->c;
+    int r = 0;
+    if (!c || c->dead) {
+        r = -EPIPE; /* it went away meanwhile: nobody to tell */
+    } else {
+        if (status > 0) {
+            status = 0;
+        }
+        if (len > VMSIG_REPLY_BODY_MAX || (len && !body)) {
+            len = 0;
+        }
+        core_enter(core);
+        if (status == 0 && p->cmd.kind == VMSIG_CMD_MEMWRITE) {
+            publish_memwrite_done(core, &p->cmd, c->grant.principal);
+        }
+        if (!c->dead) {
+            c->ops.reply(c->opaque, p->cmd.seq, p->cmd.endpoint, status, body, len);
+        }
+        core_leave(core);
+    }
+    free(p);
+    return r;
 }
 
 int vmsig_control_submit(vmsig_control *c, const vmsig_event *cmd, vmsig_reply *reply)

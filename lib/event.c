@@ -179,6 +179,8 @@ const vmsig_kind_row vmsig__kind_rows[VMSIG__KIND_ROWS] = {
       0, 0, 0, "acquire" },
     { VMSIG_CMD_RELEASE, VMSIG_WIRE_C2S, VMSIG_WIRE_FDS_NONE, SZ(vmsig_wire_cmd), 0, NOSRC,
       0, 0, 0, "release" },
+    { VMSIG_CMD_CPU, VMSIG_WIRE_C2S, VMSIG_WIRE_FDS_NONE, SZ(vmsig_wire_cpu), 0, NOSRC,
+      VMSIG_CAP_CPU, 0, VMSIG_FEAT_CPU, "cpu" },
 };
 
 _Static_assert(sizeof(vmsig__kind_rows) / sizeof(vmsig__kind_rows[0]) == VMSIG__KIND_ROWS,

@@ -5,7 +5,8 @@
  *   uid:N | token:STRING | default
  *   endpoints=all | N,M,... (0..63) | 0xMASK      required
  *   caps=all | NAME,NAME,... | 0xHEX              required; names are
- *        OBSERVE INPUT LIFECYCLE POWER VM MEMCTX MEMWRITE, any case
+ *        OBSERVE INPUT LIFECYCLE POWER VM MEMCTX MEMWRITE CPU, any case;
+ *        all = the 1.0 set (VMSIG_CAP_ALL_1_0: CPU is granted by name only)
  *   priority=N                                    optional, default 0
  * '#' starts a comment where a word would start. A duplicate entry, an
  * unknown field, a retired capability bit or name refuses the whole file.
@@ -350,8 +351,10 @@ static int parse_cap_name(parse_ctx *pc, const char *item, uint32_t *bit)
             return retired_refusal(pc, retired_caps[i].bit);
         }
     }
-    return fail(pc, "unknown capability '%s' (known: OBSERVE INPUT LIFECYCLE POWER VM MEMCTX "
-                "MEMWRITE, all, or 0xHEX)", item);
+#define CAP_WORD(name, bit) " " #name
+    return fail(pc, "unknown capability '%s' (known:" VMSIG_CAPS(CAP_WORD)
+                ", all (the 1.0 set), or 0xHEX)", item);
+#undef CAP_WORD
 }
 
 static int parse_caps(parse_ctx *pc, char *val, uint32_t *caps)

@@ -37,7 +37,7 @@ typedef struct vmsig_kind_row {
     const char *name;
 } vmsig_kind_row;
 
-#define VMSIG__KIND_ROWS 22u
+#define VMSIG__KIND_ROWS 23u
 extern const vmsig_kind_row vmsig__kind_rows[VMSIG__KIND_ROWS];
 
 /*
@@ -58,7 +58,7 @@ static inline const vmsig_kind_row *vmsig__kind(uint32_t kind)
         [0x01] = { 5, 6, VMSIG_EV_RUNSTATE },
         [0x02] = { 11, 2, VMSIG_EV_MEMCTX },
         [0x03] = { 13, 1, VMSIG_EV_ARB },
-        [0x10] = { 14, 8, VMSIG_CMD_NOP },
+        [0x10] = { 14, 9, VMSIG_CMD_NOP },
     };
     uint32_t g = kind >> 8, off;
 

@@ -590,10 +590,32 @@ static void conn_detach(void *opaque, int why)
     close_or_linger(c);
 }
 
+/* A late reply (vmsig_core_complete). */
+static void conn_reply(void *opaque, uint64_t id, uint32_t endpoint, int status,
+                       const void *body, uint32_t len)
+{
+    sockconn *c = opaque;
+    if (c->dead || c->state != ST_ATTACHED) {
+        return;
+    }
+    conn_enter(c);
+    push_reply(c, id, endpoint, status, body, len);
+    if (!c->dead) {
+        int rc = conn_flush(c);
+        if (rc < 0 && rc != -EAGAIN) {
+            flush_failed(c, rc);
+        } else {
+            update_watch(c);
+        }
+    }
+    conn_leave(c);
+}
+
 static const vmsig_control_ops sock_ops = {
     .name = "socket",
     .deliver = conn_deliver,
     .detach = conn_detach,
+    .reply = conn_reply,
 };
 
 /* ---- input ---- */
@@ -721,6 +743,9 @@ static void command(sockconn *c, const vmsig_wire_frame *f)
     int rc = vmsig_control_submit(c->ctl, &ev, &rep);
     if (c->dead || c->state != ST_ATTACHED) {
         return; /* detached meanwhile (e.g. our own queue overflowed) */
+    }
+    if (rc == -EINPROGRESS) {
+        return; /* the backend answers later: conn_reply */
     }
     uint32_t len = rep.len <= VMSIG_REPLY_BODY_MAX ? rep.len : 0;
     push_reply(c, f->hdr.id, f->hdr.endpoint, rc, rep.body, len);

@@ -86,6 +86,22 @@ typedef struct vmsig_backend_ops {
                    vmsig_reply *reply);
 } vmsig_backend_ops;
 
+/*
+ * Answer later. A command that takes time (a vCPU's registers read on its
+ * own thread, a large write with the vCPUs paused) need not block the loop:
+ * if reply->ticket is nonzero, command() may return -EINPROGRESS, keep the
+ * ticket (cmd is borrowed: copy what it needs) and call this on the loop
+ * thread when done, exactly once, after command() has returned. status and
+ * body as command() would have given them (body copied, at most
+ * VMSIG_REPLY_BODY_MAX). A successful CMD_MEMWRITE's MEMWRITE_DONE is
+ * published before the reply. With ticket 0 (an in-process control, which
+ * has no way to take a late reply) command() must answer before returning.
+ * Returns 0, -ENOENT (no such ticket), -EPIPE (the control went away: the
+ * answer is dropped), -EINVAL.
+ */
+int vmsig_core_complete(vmsig_core *core, uint64_t ticket, int status, const void *body,
+                        uint32_t len);
+
 /* ---- the core ---- */
 
 /* Versions of vmsig_core_config: 1 (up to log_opaque), 2 (features_off).
@@ -190,6 +206,11 @@ typedef struct vmsig_control_ops {
     const char *name;
     int  (*deliver)(void *opaque, const vmsig_event *ev, const int *fds, unsigned nfds);
     void (*detach)(void *opaque, int why);
+    /* A command's reply that comes after vmsig_control_submit returned
+     * -EINPROGRESS (see vmsig_core_complete): id is the command's seq.
+     * Optional: a control without it never gets -EINPROGRESS. */
+    void (*reply)(void *opaque, uint64_t id, uint32_t endpoint, int status, const void *body,
+                  uint32_t len);
 } vmsig_control_ops;
 
 /*
@@ -221,7 +242,8 @@ void vmsig_control_detach(vmsig_control *ctl, int why);
  * when another control owns the command's class), then runs it (ACQUIRE,
  * RELEASE and NOP in the core; the rest through the backend). cmd is
  * borrowed. reply is filled (status = the return value); it may be NULL.
- * Returns 0 or the negative errno above, or the backend's; -EPIPE if the
+ * Returns 0 or the negative errno above, or the backend's; -EINPROGRESS
+ * (a control with ops->reply only): the reply comes later through it; -EPIPE if the
  * control was detached during a callback that is still on the stack.
  * ACQUIRE: 0 if granted (or already ours), -EBUSY if the policy denied; a
  * dead owner's slot is taken without asking the policy. RELEASE: -ENOENT if

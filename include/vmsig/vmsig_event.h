@@ -33,6 +33,7 @@
 #define VMSIG_CAP_VM        0x40u  /* CMD_VM query/stop/cont */
 #define VMSIG_CAP_MEMCTX    0x80u  /* receive MEMCTX (read-only RAM fds) and MEMWRITE_DONE */
 #define VMSIG_CAP_MEMWRITE  0x100u /* CMD_MEMWRITE */
+#define VMSIG_CAP_CPU       0x200u /* CMD_CPU: read vCPU registers (since 1.0 + VMSIG_FEAT_CPU) */
 #define VMSIG_CAPS(X) \
     X(OBSERVE, VMSIG_CAP_OBSERVE) \
     X(INPUT, VMSIG_CAP_INPUT) \
@@ -40,7 +41,8 @@
     X(POWER, VMSIG_CAP_POWER) \
     X(VM, VMSIG_CAP_VM) \
     X(MEMCTX, VMSIG_CAP_MEMCTX) \
-    X(MEMWRITE, VMSIG_CAP_MEMWRITE)
+    X(MEMWRITE, VMSIG_CAP_MEMWRITE) \
+    X(CPU, VMSIG_CAP_CPU)
 #define VMSIG__CAP_OR(name, bit) | (bit)
 /* Every capability this version knows (what a grant may carry). */
 #define VMSIG_CAP_ALL (0u VMSIG_CAPS(VMSIG__CAP_OR))
@@ -130,12 +132,19 @@ typedef struct vmsig_event {
 } vmsig_event;
 
 /* Reply to a DOWN command: status plus an optional body (CMD_VM query:
- * vmsig_wire_vminfo). Filled by the core; caller-owned storage. */
-#define VMSIG_REPLY_BODY_MAX 256u
+ * vmsig_wire_vminfo; CMD_CPU REGS: vmsig_wire_cpu_regs). Filled by the
+ * core; caller-owned storage. A body is at most VMSIG_REPLY_BODY_MAX_1_0
+ * bytes unless a negotiated feature says more (VMSIG_FEAT_CPU). */
+#define VMSIG_REPLY_BODY_MAX_1_0 256u
+#define VMSIG_REPLY_BODY_MAX     1024u
 typedef struct vmsig_reply {
     int32_t  status;   /* 0 or negative errno */
     uint32_t len;      /* body bytes */
     uint8_t  body[VMSIG_REPLY_BODY_MAX];
+    /* Set by the core before the backend's command(): nonzero if the
+     * command may be answered later (the backend returns -EINPROGRESS and
+     * calls vmsig_core_complete(core, ticket, ...) on the loop thread). */
+    uint64_t ticket;
 } vmsig_reply;
 
 /* Fixed inline payload size of a kind, or -1 if the kind is unknown. */

@@ -38,7 +38,9 @@
  * the server and refused by the client library if a server sets them.
  */
 #define VMSIG_FEAT_VMINFO_HOST (1ull << 0) /* CMD_VM query REPLY carries vmsig_wire_vminfo_host */
-#define VMSIG_FEATURES_KNOWN   (VMSIG_FEAT_VMINFO_HOST)
+#define VMSIG_FEAT_CPU         (1ull << 1) /* CMD_CPU: vCPU registers, REPLY bodies up to
+                                            * VMSIG_REPLY_BODY_MAX */
+#define VMSIG_FEATURES_KNOWN   (VMSIG_FEAT_VMINFO_HOST | VMSIG_FEAT_CPU)
 
 /* Limits (see docs/protocol.rst "Limits"). */
 #define VMSIG_WIRE_MAX_PAYLOAD   ((1u << 20) + 4096u) /* largest payload after the header */
@@ -79,6 +81,7 @@
 #define VMSIG_CMD_MEMWRITE       0x1005u /* write guest RAM */
 #define VMSIG_CMD_ACQUIRE        0x1006u /* take exclusive (endpoint, class) */
 #define VMSIG_CMD_RELEASE        0x1007u /* give it back */
+#define VMSIG_CMD_CPU            0x1008u /* vCPU state (VMSIG_FEAT_CPU) */
 
 /* Frame header flags (server -> client only; a client frame's flags are 0). */
 #define VMSIG_F_SNAPSHOT 0x01u /* UP event re-sent as current state to a new subscriber */
@@ -331,6 +334,69 @@ typedef struct vmsig_wire_input {
     uint32_t len;   /* INPUT_TEXT: text bytes that follow (<= VMSIG_TEXT_MAX); else 0 */
 } vmsig_wire_input;
 _Static_assert(sizeof(vmsig_wire_input) == 16, "input size");
+
+/* ---- CMD_CPU (VMSIG_FEAT_CPU, VMSIG_CAP_CPU) ---- */
+
+#define VMSIG_CPU_REGS 1u /* the vCPU's registers: REPLY body vmsig_wire_cpu_regs */
+
+/* CMD_CPU payload. */
+typedef struct vmsig_wire_cpu {
+    uint32_t op;    /* VMSIG_CPU_* */
+    uint32_t index; /* vCPU index, 0..vcpus-1 (vminfo.vcpus); else -EINVAL */
+} vmsig_wire_cpu;
+_Static_assert(sizeof(vmsig_wire_cpu) == 8, "cpu size");
+
+/* A segment register as the CPU holds it (descriptor cache). */
+typedef struct vmsig_wire_seg {
+    uint64_t base;
+    uint32_t limit;
+    uint16_t selector;
+    uint16_t attr;  /* access rights: descriptor bits 40..47 and 52..55 (type, S,
+                     * DPL, P, AVL, L, D/B, G) as bits 0..7 and 12..15 */
+} vmsig_wire_seg;
+_Static_assert(sizeof(vmsig_wire_seg) == 16, "seg size");
+
+/* A descriptor table register (GDTR, IDTR). */
+typedef struct vmsig_wire_dtr {
+    uint64_t base;
+    uint32_t limit;
+    uint32_t reserved; /* 0 */
+} vmsig_wire_dtr;
+_Static_assert(sizeof(vmsig_wire_dtr) == 16, "dtr size");
+
+#define VMSIG_ARCH_X86_64 1u
+
+#define VMSIG_CPU_F_HALTED 0x1u /* the vCPU is halted (HLT, waiting for an interrupt) */
+#define VMSIG_CPU_F_LMA    0x2u /* long mode active (EFER.LMA) */
+#define VMSIG_CPU_F_PAGING 0x4u /* paging on (CR0.PG) */
+
+/* REPLY body of CMD_CPU REGS: x86-64 state for introspection (read-only). */
+typedef struct vmsig_wire_cpu_regs {
+    uint32_t index;     /* the vCPU */
+    uint32_t arch;      /* VMSIG_ARCH_X86_64 */
+    uint32_t flags;     /* VMSIG_CPU_F_* */
+    uint32_t reserved;  /* 0 */
+    uint64_t gpr[16];   /* rax rcx rdx rbx rsp rbp rsi rdi r8 .. r15 (encoding order) */
+    uint64_t rip;
+    uint64_t rflags;
+    uint64_t cr0;
+    uint64_t cr2;
+    uint64_t cr3;
+    uint64_t cr4;
+    uint64_t efer;
+    uint64_t kernel_gs_base; /* MSR 0xc0000102 (swapgs) */
+    vmsig_wire_seg es;
+    vmsig_wire_seg cs;
+    vmsig_wire_seg ss;
+    vmsig_wire_seg ds;
+    vmsig_wire_seg fs;       /* fs.base: the FS base */
+    vmsig_wire_seg gs;       /* gs.base: the GS base */
+    vmsig_wire_seg ldt;
+    vmsig_wire_seg tr;
+    vmsig_wire_dtr gdt;
+    vmsig_wire_dtr idt;
+} vmsig_wire_cpu_regs;
+_Static_assert(sizeof(vmsig_wire_cpu_regs) == 368, "cpu_regs size");
 
 /* CMD_MEMWRITE payload: this struct, then `len` data bytes (<= VMSIG_MEMWRITE_MAX). */
 typedef struct vmsig_wire_memwrite {

@@ -1124,7 +1124,7 @@ static void test_memwrite_done(void)
 static void test_attach_retired(void)
 {
     fixture f;
-    static const uint32_t bad[] = { 0x4, 0x10, VMSIG_CAP_OBSERVE | 0x4, 0x200, 0x80000000u };
+    static const uint32_t bad[] = { 0x4, 0x10, VMSIG_CAP_OBSERVE | 0x4, 0x400, 0x80000000u };
     int err;
 
     fx_init(&f, vmsig_arb_deny);

@@ -68,14 +68,14 @@ static void test_parse_forms(void)
 
     g_assert_cmpint(vmsig_grants_lookup(t, 1001, "", &g), ==, 0);
     g_assert_cmpuint(g.endpoint_mask, ==, 0x30);
-    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_ALL);
+    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_ALL_1_0);
     g_assert_cmpint(g.priority, ==, 0);
 
     g_assert_cmpint(vmsig_grants_lookup(t, 5, "s3cret", &g), ==, 0);
     g_assert_cmpuint(g.principal, ==, fnv1a_principal("s3cret"));
     g_assert_cmpuint(g.principal & 0x80000000u, !=, 0);
     g_assert_cmpuint(g.endpoint_mask, ==, ~0ull);
-    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_ALL);
+    g_assert_cmpuint(g.caps, ==, VMSIG_CAP_ALL_1_0);
     g_assert_cmpint(g.priority, ==, -5);
 
     g_assert_cmpint(vmsig_grants_lookup(t, 4242, NULL, &g), ==, 0);
@@ -88,7 +88,7 @@ static void test_parse_forms(void)
 static void test_parse_every_cap_name(void)
 {
     vmsig_grants *t = parse_ok(
-        "uid:1 endpoints=0 caps=OBSERVE,INPUT,LIFECYCLE,POWER,VM,MEMCTX,MEMWRITE\n"
+        "uid:1 endpoints=0 caps=OBSERVE,INPUT,LIFECYCLE,POWER,VM,MEMCTX,MEMWRITE,CPU\n"
         "uid:2 endpoints=0 caps=cap_memwrite\n");
     vmsig_grant g;
 
@@ -118,7 +118,7 @@ static void test_refuse_retired(void)
 static void test_refuse_bad(void)
 {
     parse_refused("uid:1 endpoints=0 caps=OBSERVE,FLY\n", "line 1: unknown capability 'FLY'");
-    parse_refused("uid:1 endpoints=0 caps=0x200\n", "line 1: capability bits 0x200 are not");
+    parse_refused("uid:1 endpoints=0 caps=0x400\n", "line 1: capability bits 0x400 are not");
     parse_refused("uid:1 endpoints=64 caps=OBSERVE\n", "line 1: bad endpoint '64'");
     parse_refused("uid:1 endpoints=0,x caps=OBSERVE\n", "line 1: bad endpoint 'x'");
     parse_refused("uid:1 endpoints=-1 caps=OBSERVE\n", "line 1: bad endpoint '-1'");
@@ -222,8 +222,10 @@ static void test_grant_check_and_names(void)
     g_assert_cmpint(vmsig_grant_check(&g), ==, -EINVAL);
     g.caps = 0x10;
     g_assert_cmpint(vmsig_grant_check(&g), ==, -EINVAL);
-    g.caps = 0x200;
+    g.caps = 0x400; /* not a capability (yet) */
     g_assert_cmpint(vmsig_grant_check(&g), ==, -EINVAL);
+    g.caps = VMSIG_CAP_CPU;
+    g_assert_cmpint(vmsig_grant_check(&g), ==, 0);
     g_assert_cmpint(vmsig_grant_check(NULL), ==, -EINVAL);
 
     g_assert_cmpstr(vmsig_runstate_name(VMSIG_RS_IO_ERROR), ==, "io-error");
