@@ -29,7 +29,7 @@
  * minor version (docs/protocol.rst "Negotiation").
  */
 #define VMSIG_WIRE_MAJOR 1u
-#define VMSIG_WIRE_MINOR 0u
+#define VMSIG_WIRE_MINOR 1u
 
 /*
  * Feature bits (HELLO.features: offered by the client; WELCOME.features: the
