@@ -143,6 +143,10 @@ int cmd_mouse(int argc, char **argv);
 int cmd_acquire(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 int cmd_grants(int argc, char **argv); /* needs no socket */
+int cmd_regs(int argc, char **argv);  /* cmd-intro.c */
+int cmd_vread(int argc, char **argv);
+int cmd_vtop(int argc, char **argv);
+int cmd_linux(int argc, char **argv);
 
 /* Print one UP event (text or JSON) as `watch` does. */
 void print_event(const hconn *h, const vmsig_msg *m);

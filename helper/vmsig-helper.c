@@ -64,6 +64,38 @@ const hcmd helper_cmds[] = {
       "cross a boundary between GPA-contiguous segments. PATTERN is a string, or\n"
       "bytes with --hex (\"de ad be ef\", \"0xdeadbeef\"). --max N stops after N\n"
       "matches. Needs MEMCTX.\n" },
+    { "regs", cmd_regs, "regs [--cpu N]", "a vCPU's registers (CMD_CPU REGS)",
+      "Print vCPU N's registers (default 0): general registers, rip, rflags,\n"
+      "CR0/CR2/CR3/CR4, EFER, segments with their bases, FS/GS/KERNEL_GS base,\n"
+      "GDTR/IDTR, whether it is halted, and its paging mode. They are read on\n"
+      "the vCPU's own thread, from a running or a paused VM. Needs capability CPU\n"
+      "(granted by name: caps=...,CPU; caps=all does not include it) and a server\n"
+      "with the CPU protocol feature. A vCPU index past the last is an error (7).\n" },
+    { "vread", cmd_vread, "vread [--cpu N | --cr3 X] [--mode M] [--raw] VA LEN",
+      "hexdump guest-virtual memory",
+      "Read LEN bytes at guest-virtual address VA: each page is translated by\n"
+      "walking the guest's page tables in the read-only mapping, then copied.\n"
+      "The page-table root is vCPU N's CR3 (--cpu N, through CMD_CPU REGS; the\n"
+      "paging mode from its CR0/CR4/EFER), a CR3 value (--cr3 X, 4-level unless\n"
+      "--mode), or by default the Linux kernel's own (swapper_pg_dir from\n"
+      "VMCOREINFO, see `linux`). --mode 4-level|5-level|pae|32-bit|off overrides\n"
+      "the mode. Output like `read` with VAs, --raw for the bytes. A VA that is\n"
+      "not mapped stops the read: the bytes before it are printed, then which\n"
+      "level's entry is not present (exit 7). Holes of guest RAM are never read\n"
+      "(they read as zeros). Needs MEMCTX (and CPU for --cpu).\n" },
+    { "vtop", cmd_vtop, "vtop [--cpu N | --cr3 X] [--mode M] VA", "translate a guest-virtual address",
+      "Translate VA to its guest-physical address, with the page size, the leaf\n"
+      "entry and where it is, and the access rights; a VA that is not mapped\n"
+      "names the level whose entry is not present (exit 7). Roots as for vread.\n" },
+    { "linux", cmd_linux, "linux [--symbol NAME]... [--text]", "the Linux guest's release, KASLR offset, page tables",
+      "Find the kernel's VMCOREINFO in guest RAM (data only, never a hole) and\n"
+      "print the kernel release, the KASLR offset, phys_base, the kernel's\n"
+      "page-table root (swapper_pg_dir's physical address: no vCPU needed),\n"
+      "init_uts_ns's release string read through its VIRTUAL address (checked\n"
+      "against VMCOREINFO's), and the banner (linux_banner, found through the\n"
+      "kernel's kallsyms tables and read through its virtual address).\n"
+      "--symbol NAME looks up a symbol (VMCOREINFO, then kallsyms) and its GPA;\n"
+      "--text prints the whole VMCOREINFO text. Needs MEMCTX.\n" },
     { "write", cmd_write, "write [--string] GPA DATA...", "write guest RAM (MEMWRITE)",
       "Write DATA to guest RAM at GPA (CMD_MEMWRITE; atomic per 1 MiB piece).\n"
       "DATA is hex bytes in the order written (\"0xdeadbeef\", \"de ad be ef\"),\n"
