@@ -12,7 +12,7 @@
 #include "qemu/osdep.h"
 #include "qapi/qapi-types-ui.h"
 #include "qemu/timer.h"
-#include "sysemu/runstate.h"
+#include "vmsig-compat.h"
 #include "ui/input.h"
 #include "vmsig-qemu.h"
 
@@ -73,7 +73,8 @@ static int vmsig_char_qcode(unsigned char c, bool *shift)
     if (c >= '0' && c <= '9') {
         return digits[c - '0'];
     }
-    if (c && (p = strchr(shifted_digits, c))) {
+    p = c ? strchr(shifted_digits, c) : NULL;
+    if (p) {
         *shift = true;
         return digits[p - shifted_digits];
     }
@@ -100,8 +101,10 @@ static int vmsig_char_qcode(unsigned char c, bool *shift)
  * sees each character whole and in order. Nothing is sent unless every
  * character has a key.
  */
-/* When the text typed last has left QEMU's key queue (QEMU_CLOCK_VIRTUAL
- * ns): the queue is global, so this is too. */
+/*
+ * When the text typed last has left QEMU's key queue (QEMU_CLOCK_VIRTUAL
+ * ns): the queue is global, so this is too.
+ */
 static int64_t vmsig_text_until;
 
 static int vmsig_input_text(const char *text, uint32_t len)

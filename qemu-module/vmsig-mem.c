@@ -25,12 +25,9 @@
 #include "qemu/main-loop.h"
 #include "qemu/atomic.h"
 #include "qemu/thread.h"
-#include "exec/memory.h"
-#include "exec/address-spaces.h"
-#include "exec/cpu-common.h"
-#include "sysemu/cpus.h"
-#include "sysemu/runstate.h"
+#include "vmsig-compat.h"
 #include "vmsig-qemu.h"
+#include "trace.h"
 
 /* What the fix is, short enough for vmsig_wire_memctx.why (103 bytes). */
 #define VMSIG_MEM_FIX "RAM not shareable: -object memory-backend-memfd," \
@@ -327,6 +324,10 @@ static void vmsig_mem_flush(VmsigMem *m)
     p->mc.generation = 0; /* the core numbers it: its last + 1 */
     r = vmsig_core_publish_memctx(m->core, m->endpoint, &p->mc, p->segs,
                                   p->fds, p->nfds);
+    trace_vmsig_memctx_publish(m->endpoint,
+                               vmsig_core_memctx_generation(m->core,
+                                                            m->endpoint),
+                               p->mc.nseg, p->nfds, r < 0 ? r : p->mc.status);
     if (r < 0) {
         error_report("vmsig: publishing the RAM map failed: %s",
                      strerror(-r));
@@ -456,7 +457,8 @@ static int vmsig_classify(uint64_t gpa)
 static int vmsig_check_range(VmsigMem *m, uint64_t gpa, uint64_t len)
 {
     /* inclusive bounds: a range may end at 2^64 - 1, where gpa + len wraps */
-    uint64_t pos = gpa, last = gpa + (len - 1); /* the core refused wrap-around */
+    /* (the core refused wrap-around) */
+    uint64_t pos = gpa, last = gpa + (len - 1);
     guint i;
 
     for (;;) {

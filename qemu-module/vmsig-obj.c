@@ -6,9 +6,10 @@
  * It hosts the QEMU-free vmsig core (lib/) on QEMU's main loop and is the
  * thin glue between the two:
  *
- *   QEMU -> core   run-state changes (VM change state handler) and the
- *                  QAPI events QMP clients see (qapi_event_add_notifier,
- *                  patches/0004) become SEAM events;
+ *   QEMU -> core   run-state changes (VM change state handler) and QEMU's
+ *                  suspend, wakeup, powerdown, shutdown and reset notifiers
+ *                  (the last one from the runstate patch in patches/)
+ *                  become SEAM events;
  *   core -> QEMU   DOWN commands that passed the core's grant and
  *                  arbitration checks run through QEMU's own QMP functions
  *                  (qmp_stop, qmp_cont, qmp_system_reset, ...).
@@ -33,17 +34,15 @@
 #include "qapi/qapi-commands-control.h"
 #include "qapi/qapi-commands-machine.h"
 #include "qapi/qapi-commands-misc.h"
-#include "qapi/qapi-commands-run-state.h"
+#include "qapi/qapi-types-qom.h"
 #include "qapi/qapi-types-run-state.h"
-#include "qapi/qmp/qdict.h"
 #include "qom/object.h"
 #include "qom/object_interfaces.h"
 #include "hw/boards.h"
-#include "monitor/monitor.h"
-#include "sysemu/runstate.h"
-#include "sysemu/sysemu.h"
+#include "vmsig-compat.h"
 #include "vmsig/vmsig_core.h"
 #include "vmsig-qemu.h"
+#include "trace.h"
 
 #define TYPE_VMSIG "vmsig"
 
@@ -55,7 +54,7 @@ struct VmsigState {
     /* options; fixed once complete() has run */
     char *path;
     char *grants;
-    char *policy;
+    int policy;                     /* VmsigPolicy */
     uint32_t endpoint;
     uint32_t queue_limit;
     uint32_t handshake_timeout;
@@ -70,7 +69,11 @@ struct VmsigState {
     VmsigMem *mem;
     vmsig_inproc *log;              /* log-events: the in-process control */
     VMChangeStateEntry *vmse;
-    Notifier qapi_event;            /* QAPI events -> SEAM */
+    Notifier suspend;               /* QEMU's notifiers -> SEAM */
+    Notifier wakeup;
+    Notifier powerdown;
+    Notifier shutdown;
+    Notifier reset;
     RunState last_rs;               /* state in the last RUNSTATE published */
     Notifier exit;                  /* QEMU exiting: say BYE, unlink */
     bool notifiers_added;
@@ -165,19 +168,24 @@ static void vmsig_set_grants(Object *obj, const char *value, Error **errp)
     }
 }
 
-static char *vmsig_get_policy(Object *obj, Error **errp)
+static int vmsig_get_policy(Object *obj, Error **errp)
 {
-    return g_strdup(VMSIG(obj)->policy);
+    return VMSIG(obj)->policy;
 }
 
-static void vmsig_set_policy(Object *obj, const char *value, Error **errp)
+static void vmsig_set_policy(Object *obj, int value, Error **errp)
 {
     VmsigState *s = VMSIG(obj);
 
     if (vmsig_check_mutable(s, "policy", errp)) {
-        g_free(s->policy);
-        s->policy = g_strdup(value);
+        s->policy = value;
     }
+}
+
+/* The core's policy: VmsigPolicy's names are the core's. */
+static vmsig_arb_policy vmsig_policy(VmsigState *s)
+{
+    return vmsig_arb_policy_by_name(VmsigPolicy_str(s->policy));
 }
 
 static bool vmsig_get_log_events(Object *obj, Error **errp)
@@ -213,9 +221,9 @@ static bool vmsig_check_options(VmsigState *s, Error **errp)
         error_setg(errp, "vmsig: property 'grants' is an empty path");
         return false;
     }
-    if (!s->policy || !vmsig_arb_policy_by_name(s->policy)) {
-        error_setg(errp, "vmsig: policy '%s' is not one of deny, preempt, "
-                   "priority", s->policy ? s->policy : "");
+    if (!vmsig_policy(s)) {
+        error_setg(errp, "vmsig: policy '%s' has no arbitration function",
+                   VmsigPolicy_str(s->policy));
         return false;
     }
     for (i = 0; i < ARRAY_SIZE(vmsig_uint_options); i++) {
@@ -310,16 +318,6 @@ static uint32_t vmsig_sc(ShutdownCause cause)
     }
 }
 
-/* 7.2 has no runstate_get(); query-status is the one reader. */
-static RunState vmsig_runstate(void)
-{
-    StatusInfo *info = qmp_query_status(NULL);
-    RunState state = info->status;
-
-    qapi_free_StatusInfo(info);
-    return state;
-}
-
 static void vmsig_publish_runstate(VmsigState *s, RunState state, bool running)
 {
     vmsig_event ev = {
@@ -353,6 +351,7 @@ static void vmsig_publish_seam(VmsigState *s, uint32_t kind, uint32_t cause,
         },
     };
 
+    trace_vmsig_seam(kind, ev.u.seam.state, cause, guest);
     vmsig_core_publish(s->core, &ev);
     if (state != s->last_rs) {
         vmsig_publish_runstate(s, state, runstate_is_running());
@@ -364,55 +363,60 @@ static void vmsig_vm_state_change(void *opaque, bool running, RunState state)
     vmsig_publish_runstate(opaque, state, running);
 }
 
-/* The cause of a SHUTDOWN/RESET QAPI event, from its "reason" member. */
-static uint32_t vmsig_cause(QDict *data)
+/*
+ * QEMU's own notifiers, all called on the main loop thread with the BQL
+ * held (runstate.c, main_loop_should_exit), where QMP clients get the
+ * matching QAPI event.  STOP/RESUME are covered by the run-state handler.
+ */
+static void vmsig_shutdown(Notifier *n, void *data)
 {
-    const char *reason = data ? qdict_get_try_str(data, "reason") : NULL;
-    int cause;
+    VmsigState *s = container_of(n, VmsigState, shutdown);
+    ShutdownCause cause = *(ShutdownCause *)data;
 
-    if (!reason) {
-        return VMSIG_SC_NONE;
-    }
-    cause = qapi_enum_parse(&ShutdownCause_lookup, reason, -1, NULL);
-    return cause < 0 ? VMSIG_SC_OTHER : vmsig_sc(cause);
+    vmsig_publish_seam(s, VMSIG_EV_SHUTDOWN, vmsig_sc(cause),
+                       shutdown_caused_by_guest(cause));
+}
+
+/* The resets that emit a RESET event (the runstate patch in patches/) */
+static void vmsig_reset(Notifier *n, void *data)
+{
+    VmsigState *s = container_of(n, VmsigState, reset);
+    ShutdownCause cause = *(ShutdownCause *)data;
+
+    vmsig_publish_seam(s, VMSIG_EV_RESET, vmsig_sc(cause),
+                       shutdown_caused_by_guest(cause));
+}
+
+static void vmsig_powerdown(Notifier *n, void *data)
+{
+    vmsig_publish_seam(container_of(n, VmsigState, powerdown),
+                       VMSIG_EV_POWERDOWN, 0, false);
 }
 
 /*
- * Every QAPI event QMP emits, synchronously.  The ones with a SEAM kind
- * are published; STOP/RESUME are covered by the run-state handler.
+ * qemu_system_suspend() calls the suspend notifiers with the vCPUs paused
+ * and sets RUN_STATE_SUSPENDED right after them (without the change-state
+ * handlers): the event says the state it is about to be in.
  */
-static void vmsig_qapi_event(Notifier *n, void *opaque)
+static void vmsig_suspend(Notifier *n, void *data)
 {
-    VmsigState *s = container_of(n, VmsigState, qapi_event);
-    QAPIEventNotifierData *e = opaque;
-    bool guest = e->data && qdict_get_try_bool(e->data, "guest", false);
+    VmsigState *s = container_of(n, VmsigState, suspend);
+    vmsig_event ev = {
+        .kind = VMSIG_EV_SUSPEND,
+        .endpoint = s->endpoint,
+        .u.seam = { .state = VMSIG_RS_SUSPENDED, .running = false },
+    };
 
-    /*
-     * Block and iothread events come from other threads; the ones below
-     * are emitted by the main loop (runstate.c) with the BQL held.
-     */
-    if (!qemu_mutex_iothread_locked()) {
-        return;
-    }
-    switch (e->event) {
-    case QAPI_EVENT_SHUTDOWN:
-        vmsig_publish_seam(s, VMSIG_EV_SHUTDOWN, vmsig_cause(e->data), guest);
-        break;
-    case QAPI_EVENT_RESET:
-        vmsig_publish_seam(s, VMSIG_EV_RESET, vmsig_cause(e->data), guest);
-        break;
-    case QAPI_EVENT_POWERDOWN:
-        vmsig_publish_seam(s, VMSIG_EV_POWERDOWN, 0, false);
-        break;
-    case QAPI_EVENT_SUSPEND:
-        vmsig_publish_seam(s, VMSIG_EV_SUSPEND, 0, false);
-        break;
-    case QAPI_EVENT_WAKEUP:
-        vmsig_publish_seam(s, VMSIG_EV_WAKEUP, 0, false);
-        break;
-    default:
-        break;
-    }
+    trace_vmsig_seam(ev.kind, ev.u.seam.state, 0, false);
+    vmsig_core_publish(s->core, &ev);
+    vmsig_publish_runstate(s, RUN_STATE_SUSPENDED, false);
+}
+
+/* after qemu_system_wakeup_request() set RUN_STATE_RUNNING */
+static void vmsig_wakeup(Notifier *n, void *data)
+{
+    vmsig_publish_seam(container_of(n, VmsigState, wakeup),
+                       VMSIG_EV_WAKEUP, 0, false);
 }
 
 /* ---- DOWN: commands -> QEMU ---- */
@@ -541,7 +545,16 @@ static int vmsig_run_command(VmsigState *s, const vmsig_event *cmd,
 static int vmsig_backend_command(void *opaque, const vmsig_event *cmd,
                                  uint32_t principal, vmsig_reply *reply)
 {
-    return vmsig_run_command(opaque, cmd, reply);
+    int ret = vmsig_run_command(opaque, cmd, reply);
+
+    trace_vmsig_command(cmd->kind, cmd->u.cmd.op, principal, ret);
+    return ret;
+}
+
+static void vmsig_on_detach(void *opaque, const vmsig_grant *g, int why,
+                            const char *text)
+{
+    trace_vmsig_detach(g ? g->principal : 0, why, text ? text : "");
 }
 
 static const vmsig_backend_ops vmsig_backend = {
@@ -561,7 +574,11 @@ static void vmsig_fd_read(void *opaque)
 static void vmsig_teardown(VmsigState *s)
 {
     if (s->notifiers_added) {
-        qapi_event_remove_notifier(&s->qapi_event);
+        notifier_remove(&s->suspend);
+        notifier_remove(&s->wakeup);
+        notifier_remove(&s->powerdown);
+        notifier_remove(&s->shutdown);
+        notifier_remove(&s->reset);
         qemu_remove_exit_notifier(&s->exit);
         s->notifiers_added = false;
     }
@@ -631,7 +648,8 @@ static vmsig_grants *vmsig_load_grants(VmsigState *s, Error **errp)
 vmsig_core *vmsig_object_core(const char *id, Error **errp)
 {
     Object *obj = object_resolve_path_component(object_get_objects_root(), id);
-    VmsigState *s = obj ? (VmsigState *)object_dynamic_cast(obj, TYPE_VMSIG) : NULL;
+    VmsigState *s = obj ? (VmsigState *)object_dynamic_cast(obj, TYPE_VMSIG)
+                        : NULL;
 
     if (!s) {
         error_setg(errp, "vmsig: no vmsig object with id '%s'", id);
@@ -644,8 +662,10 @@ vmsig_core *vmsig_object_core(const char *id, Error **errp)
     return s->core;
 }
 
-/* log-events: one line on QEMU's log per event, from an in-process control
- * attached exactly as other code in QEMU would attach one. */
+/*
+ * log-events: one line on QEMU's log per event, from an in-process control
+ * attached exactly as other code in QEMU would attach one.
+ */
 static int vmsig_log_event(void *opaque, const vmsig_event *ev)
 {
     VmsigState *s = opaque;
@@ -680,7 +700,8 @@ static int vmsig_log_memctx(void *opaque, const vmsig_event *ev,
     VmsigState *s = opaque;
 
     info_report("vmsig %s: seq=%" PRIu64 " memctx gen=%" PRIu64 " segs=%u "
-                "fds=%u status=%d%s", object_get_canonical_path_component(OBJECT(s)),
+                "fds=%u status=%d%s",
+                object_get_canonical_path_component(OBJECT(s)),
                 ev->seq, ev->u.memctx.generation, ev->u.memctx.nseg, nfds,
                 ev->u.memctx.status,
                 ev->flags & VMSIG_F_SNAPSHOT ? " (snapshot)" : "");
@@ -693,7 +714,10 @@ static bool vmsig_log_start(VmsigState *s, Error **errp)
         .on_event = vmsig_log_event,
         .on_memctx = vmsig_log_memctx,
         .opaque = s,
-        .sub = { .source_mask = VMSIG_SRC_ALL, .endpoint_mask = 1ull << s->endpoint },
+        .sub = {
+            .source_mask = VMSIG_SRC_ALL,
+            .endpoint_mask = 1ull << s->endpoint,
+        },
     };
     vmsig_grant g = {
         .principal = getuid(),
@@ -709,9 +733,12 @@ static bool vmsig_log_start(VmsigState *s, Error **errp)
     }
     s->log = vmsig_inproc_new(core, &cfg, &g, &err);
     if (!s->log) {
-        error_setg(errp, "vmsig: cannot attach the event log: %s", strerror(-err));
+        error_setg(errp, "vmsig: cannot attach the event log: %s",
+                   strerror(-err));
         return false;
     }
+    trace_vmsig_attach(object_get_canonical_path_component(OBJECT(s)),
+                       g.principal);
     return true;
 }
 
@@ -722,9 +749,11 @@ static bool vmsig_start(VmsigState *s, Error **errp)
         .queue_limit = s->queue_limit,
         .max_controls = s->max_controls,
         .handshake_timeout_ms = s->handshake_timeout,
-        .policy = vmsig_arb_policy_by_name(s->policy),
+        .policy = vmsig_policy(s),
         .backend = &vmsig_backend,
         .backend_opaque = s,
+        .on_detach = vmsig_on_detach,
+        .log_opaque = s,
     };
     int err = 0;
 
@@ -767,13 +796,23 @@ static bool vmsig_start(VmsigState *s, Error **errp)
         return false;
     }
     qemu_set_fd_handler(vmsig_core_fd(s->core), vmsig_fd_read, NULL, s);
+    trace_vmsig_listen(object_get_canonical_path_component(OBJECT(s)),
+                       s->path, s->endpoint);
 
     /* the first snapshot a control gets is the state right now */
     vmsig_publish_runstate(s, vmsig_runstate(), runstate_is_running());
     s->vmse = qemu_add_vm_change_state_handler(vmsig_vm_state_change, s);
-    s->qapi_event.notify = vmsig_qapi_event;
+    s->suspend.notify = vmsig_suspend;
+    s->wakeup.notify = vmsig_wakeup;
+    s->powerdown.notify = vmsig_powerdown;
+    s->shutdown.notify = vmsig_shutdown;
+    s->reset.notify = vmsig_reset;
     s->exit.notify = vmsig_exit;
-    qapi_event_add_notifier(&s->qapi_event);
+    qemu_register_suspend_notifier(&s->suspend);
+    qemu_register_wakeup_notifier(&s->wakeup);
+    qemu_register_powerdown_notifier(&s->powerdown);
+    qemu_register_shutdown_notifier(&s->shutdown);
+    qemu_register_reset_notifier(&s->reset);
     qemu_add_exit_notifier(&s->exit);
     s->notifiers_added = true;
 
@@ -811,7 +850,6 @@ static void vmsig_finalize(Object *obj)
 
     g_free(s->path);
     g_free(s->grants);
-    g_free(s->policy);
 }
 
 static void vmsig_class_init(ObjectClass *oc, void *data)
@@ -830,9 +868,10 @@ static void vmsig_class_init(ObjectClass *oc, void *data)
                                   vmsig_set_grants);
     object_class_property_set_description(oc, "grants",
         "Path of the grants file");
-    op = object_class_property_add_str(oc, "policy", vmsig_get_policy,
-                                       vmsig_set_policy);
-    object_property_set_default_str(op, "deny");
+    op = object_class_property_add_enum(oc, "policy", "VmsigPolicy",
+                                        &VmsigPolicy_lookup,
+                                        vmsig_get_policy, vmsig_set_policy);
+    object_property_set_default_str(op, VmsigPolicy_str(VMSIG_POLICY_DENY));
     object_class_property_set_description(oc, "policy",
         "Arbitration policy: deny, preempt or priority");
     op = object_class_property_add_bool(oc, "log-events", vmsig_get_log_events,

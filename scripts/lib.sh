@@ -6,8 +6,21 @@
 #                  (default ${XDG_CACHE_HOME:-$HOME/.cache}/vmsig; override it)
 #   VMSIG_FW_DIR   firmware directories, colon-separated (Debian's seabios
 #                  and qemu-system-data); pass each with -L, see vmsig_fw_args
-#   VMSIG_QEMU_VERSION, VMSIG_QEMU_DEB_VERSION   the pinned QEMU
+#   VMSIG_QEMU_VERSIONS    the QEMU series vmsig supports ("7.2 10.0")
+#   VMSIG_QEMU_DEFAULT     the one used when VMSIG_QEMU_VERSION is not set
+#   VMSIG_QEMU_SERIES      the chosen series (7.2, 10.0), and for it:
+#   VMSIG_QEMU_VERSION     its full version (7.2.22, 10.0.13); set it (to a
+#                          series or a full version) before sourcing to pick
+#                          one: VMSIG_QEMU_VERSION=10.0 scripts/test ...
+#   VMSIG_QEMU_DEB_VERSION Debian source package version, pinned
+#   VMSIG_QEMU_SUITE       the Debian suite that carries that source
+#   VMSIG_QEMU_PATCHES     qemu-module/patches/<series>
 #   VMSIG_QEMU_CONFIGURE   configure flags (an array; part of the cache key)
+#   VMSIG_QEMU_MESON       meson >= 1.5 for 10.0 (a Debian .deb unpacked into
+#                          the cache, run by /usr/bin/python3; see
+#                          scripts/build-qemu), empty for 7.2 (Debian 12's)
+# An unsupported VMSIG_QEMU_VERSION leaves VMSIG_QEMU_SERIES empty:
+# vmsig_qemu_env and scripts/build-qemu then fail naming the supported ones.
 #
 # vmsig_qemu_env sets and exports, from the cache and without building:
 #   VMSIG_QEMU_KEY    cache key: QEMU version + sha256 of flags and patches
@@ -30,19 +43,53 @@ export VMSIG_ROOT VMSIG_CACHE
 VMSIG_FW_DIR=/usr/share/seabios:/usr/share/qemu
 export VMSIG_FW_DIR
 
-VMSIG_QEMU_VERSION=7.2.22
-VMSIG_QEMU_DEB_VERSION=1:7.2+dfsg-7+deb12u18
-# --firmwarepath makes the built binary find Debian's firmware without -L.
-VMSIG_QEMU_CONFIGURE=(
-	--target-list=x86_64-softmmu
-	--enable-modules
-	--without-default-features
-	--enable-tcg
-	--enable-kvm
-	--disable-docs
-	--meson=/usr/bin/meson
-	--firmwarepath="$VMSIG_FW_DIR"
-)
+VMSIG_QEMU_VERSIONS="7.2 10.0"
+VMSIG_QEMU_DEFAULT=7.2
+
+# vmsig_qemu_select SERIES|VERSION: set the VMSIG_QEMU_* above for one QEMU.
+# Returns 1 (VMSIG_QEMU_SERIES empty) for one vmsig does not support.
+vmsig_qemu_select() {
+	VMSIG_QEMU_SERIES= VMSIG_QEMU_MESON=
+	# --firmwarepath makes the built binary find Debian's firmware without -L.
+	VMSIG_QEMU_CONFIGURE=(
+		--target-list=x86_64-softmmu
+		--enable-modules
+		--without-default-features
+		--enable-tcg
+		--enable-kvm
+		--disable-docs
+		--firmwarepath="$VMSIG_FW_DIR"
+	)
+	case $1 in
+	7.2 | 7.2.22)
+		VMSIG_QEMU_SERIES=7.2 VMSIG_QEMU_VERSION=7.2.22
+		VMSIG_QEMU_DEB_VERSION=1:7.2+dfsg-7+deb12u18 VMSIG_QEMU_SUITE=bookworm
+		VMSIG_QEMU_CONFIGURE+=(--meson=/usr/bin/meson)
+		;;
+	10.0 | 10.0.13)
+		VMSIG_QEMU_SERIES=10.0 VMSIG_QEMU_VERSION=10.0.13
+		VMSIG_QEMU_DEB_VERSION=1:10.0.13+ds-0+deb13u1 VMSIG_QEMU_SUITE=trixie
+		# configure finds meson in its venv through PYTHONPATH (build-qemu)
+		VMSIG_QEMU_MESON=$VMSIG_CACHE/meson/1.7.0-1~bpo12+1
+		# the +ds source drops the firmware blobs (Debian ships them apart)
+		VMSIG_QEMU_CONFIGURE+=(--disable-download --disable-install-blobs)
+		;;
+	*)
+		VMSIG_QEMU_VERSION=$1
+		return 1
+		;;
+	esac
+	VMSIG_QEMU_PATCHES=$VMSIG_ROOT/qemu-module/patches/$VMSIG_QEMU_SERIES
+	export VMSIG_QEMU_SERIES VMSIG_QEMU_VERSION VMSIG_QEMU_DEB_VERSION \
+		VMSIG_QEMU_SUITE VMSIG_QEMU_PATCHES VMSIG_QEMU_MESON
+}
+vmsig_qemu_select "${VMSIG_QEMU_VERSION:-$VMSIG_QEMU_DEFAULT}"
+
+# The Python path that makes VMSIG_QEMU_MESON's mesonbuild importable.
+vmsig_qemu_pythonpath() {
+	[ -n "$VMSIG_QEMU_MESON" ] || return 0
+	echo "$VMSIG_QEMU_MESON/usr/lib/python3/dist-packages${PYTHONPATH:+:$PYTHONPATH}"
+}
 
 vmsig_log() { echo "${VMSIG_PROG:-vmsig}: $*" >&2; }
 vmsig_die() {
@@ -76,7 +123,7 @@ vmsig_qemu_key() {
 		echo "$VMSIG_QEMU_DEB_VERSION"
 		printf '%s\n' "${VMSIG_QEMU_CONFIGURE[@]}"
 		local p
-		for p in "$VMSIG_ROOT"/qemu-module/patches/*.patch; do
+		for p in "$VMSIG_QEMU_PATCHES"/*.patch; do
 			[ -e "$p" ] || continue
 			echo "${p##*/}"
 			sha256sum <"$p"
@@ -85,6 +132,11 @@ vmsig_qemu_key() {
 }
 
 vmsig_qemu_env() {
+	if [ -z "$VMSIG_QEMU_SERIES" ]; then
+		vmsig_log "QEMU $VMSIG_QEMU_VERSION is not supported;" \
+			"VMSIG_QEMU_VERSION must be one of: $VMSIG_QEMU_VERSIONS"
+		return 1
+	fi
 	VMSIG_QEMU_KEY=$VMSIG_QEMU_VERSION-$(vmsig_qemu_key)
 	VMSIG_QEMU_SRC=$VMSIG_CACHE/qemu/$VMSIG_QEMU_KEY/src
 	VMSIG_QEMU_BUILD=$VMSIG_CACHE/qemu/$VMSIG_QEMU_KEY/build

@@ -18,7 +18,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include "libqtest.h"
-#include "qapi/qmp/qdict.h"
+#include "vmsig-qtest.h"
 #include "vmsig/vmsig_client.h"
 
 #define EP 0

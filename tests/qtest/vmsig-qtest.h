@@ -9,6 +9,13 @@
 #include <poll.h>
 #include <sys/wait.h>
 
+/* QDict: qapi/qmp/ moved to qobject/ in QEMU 10.0 */
+#if QEMU_VERSION_MAJOR >= 10
+#include "qobject/qdict.h"
+#else
+#include "qapi/qmp/qdict.h"
+#endif
+
 /* Long enough for a loaded CI machine; QEMU refuses bad options at once. */
 #define VMSIG_SPAWN_TIMEOUT_MS 30000
 
