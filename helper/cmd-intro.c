@@ -520,13 +520,14 @@ int cmd_linux(int argc, char **argv)
                    ",\"note\":%s,\"page_size\":%u,\"kaslr_offset\":%" PRIu64
                    ",\"phys_base\":%" PRId64 ",\"swapper_pg_dir\":%" PRIu64 ",\"root\":%" PRIu64
                    ",\"paging\":%s,\"init_uts_ns_release_va\":%" PRIu64
-                   ",\"init_uts_ns_release_pa\":%" PRIu64 ",\"uts_release\":%s,\"verified\":%s,"
-                   "\"banner_va\":%" PRIu64 ",\"banner\":%s",
+                   ",\"init_uts_ns_release_pa\":%" PRIu64 ",\"uts_release\":%s,\"verified\":%s",
                    jstr(h->path), h->ep, jstr(li.release), li.text_gpa,
                    li.flags & VMSIG_LINUX_F_NOTE ? "true" : "false", li.page_size,
                    li.kaslr_offset, li.phys_base, li.pgd_va, li.root,
                    jstr(mode_name(li.vmem_flags)), li.uts_va + 130, uts_pa, jstr(uts),
-                   li.flags & VMSIG_LINUX_F_VERIFIED ? "true" : "false", banner_va, jstr(banner));
+                   li.flags & VMSIG_LINUX_F_VERIFIED ? "true" : "false");
+            /* jstr() rotates over 4 buffers: the banner in its own printf */
+            printf(",\"banner_va\":%" PRIu64 ",\"banner\":%s", banner_va, jstr(banner));
             for (unsigned k = 0; k < nsyms; k++) {
                 uint64_t a = 0;
                 if (vmsig_linux_symbol(&li, syms[k], &a) < 0 &&
