@@ -8,9 +8,10 @@ and every offset against a C compiler's offsetof().
 
 # Every integer #define VMSIG_* of vmsig_wire.h, vmsig_event.h, vmsig_keys.h.
 VMSIG_WIRE_MAJOR = 1
-VMSIG_WIRE_MINOR = 0
+VMSIG_WIRE_MINOR = 1
 VMSIG_FEAT_VMINFO_HOST = 1
-VMSIG_FEATURES_KNOWN = 1
+VMSIG_FEAT_CPU = 2
+VMSIG_FEATURES_KNOWN = 3
 VMSIG_WIRE_MAX_PAYLOAD = 0x101000
 VMSIG_WIRE_MAX_FDS = 0x10
 VMSIG_MEMWRITE_MAX = 0x100000
@@ -40,6 +41,7 @@ VMSIG_CMD_INPUT = 0x1004
 VMSIG_CMD_MEMWRITE = 0x1005
 VMSIG_CMD_ACQUIRE = 0x1006
 VMSIG_CMD_RELEASE = 0x1007
+VMSIG_CMD_CPU = 0x1008
 VMSIG_F_SNAPSHOT = 1
 VMSIG_F_KNOWN = 1
 VMSIG_RS_DEBUG = 0
@@ -106,6 +108,11 @@ VMSIG_BTN__COUNT = 7
 VMSIG_AXIS_X = 0
 VMSIG_AXIS_Y = 1
 VMSIG_ABS_MAX = 0x7fff
+VMSIG_CPU_REGS = 1
+VMSIG_ARCH_X86_64 = 1
+VMSIG_CPU_F_HALTED = 1
+VMSIG_CPU_F_LMA = 2
+VMSIG_CPU_F_PAGING = 4
 VMSIG_DIR_UP = 1
 VMSIG_DIR_DOWN = 2
 VMSIG_SRC_SEAM = 0
@@ -119,9 +126,11 @@ VMSIG_CAP_POWER = 0x20
 VMSIG_CAP_VM = 0x40
 VMSIG_CAP_MEMCTX = 0x80
 VMSIG_CAP_MEMWRITE = 0x100
+VMSIG_CAP_CPU = 0x200
 VMSIG_CAP_ALL_1_0 = 0x1eb
 VMSIG_CAP_RETIRED = 0x14
-VMSIG_REPLY_BODY_MAX = 0x100
+VMSIG_REPLY_BODY_MAX_1_0 = 0x100
+VMSIG_REPLY_BODY_MAX = 0x400
 
 # Struct layouts: name -> (struct format, size, [(field, offset, size)]).
 # Nested structs are flattened with dotted names (sub.source_mask).
@@ -228,6 +237,74 @@ STRUCTS = {
         ('code', 4, 4),
         ('value', 8, 4),
         ('len', 12, 4),
+    ]),
+    'vmsig_wire_cpu': ('<II', 8, [
+        ('op', 0, 4),
+        ('index', 4, 4),
+    ]),
+    'vmsig_wire_seg': ('<QIHH', 16, [
+        ('base', 0, 8),
+        ('limit', 8, 4),
+        ('selector', 12, 2),
+        ('attr', 14, 2),
+    ]),
+    'vmsig_wire_dtr': ('<QII', 16, [
+        ('base', 0, 8),
+        ('limit', 8, 4),
+        ('reserved', 12, 4),
+    ]),
+    'vmsig_wire_cpu_regs': ('<IIII16QQQQQQQQQQIHHQIHHQIHHQIHHQIHHQIHHQIHHQIHHQIIQII', 368, [
+        ('index', 0, 4),
+        ('arch', 4, 4),
+        ('flags', 8, 4),
+        ('reserved', 12, 4),
+        ('gpr', 16, 128),
+        ('rip', 144, 8),
+        ('rflags', 152, 8),
+        ('cr0', 160, 8),
+        ('cr2', 168, 8),
+        ('cr3', 176, 8),
+        ('cr4', 184, 8),
+        ('efer', 192, 8),
+        ('kernel_gs_base', 200, 8),
+        ('es.base', 208, 8),
+        ('es.limit', 216, 4),
+        ('es.selector', 220, 2),
+        ('es.attr', 222, 2),
+        ('cs.base', 224, 8),
+        ('cs.limit', 232, 4),
+        ('cs.selector', 236, 2),
+        ('cs.attr', 238, 2),
+        ('ss.base', 240, 8),
+        ('ss.limit', 248, 4),
+        ('ss.selector', 252, 2),
+        ('ss.attr', 254, 2),
+        ('ds.base', 256, 8),
+        ('ds.limit', 264, 4),
+        ('ds.selector', 268, 2),
+        ('ds.attr', 270, 2),
+        ('fs.base', 272, 8),
+        ('fs.limit', 280, 4),
+        ('fs.selector', 284, 2),
+        ('fs.attr', 286, 2),
+        ('gs.base', 288, 8),
+        ('gs.limit', 296, 4),
+        ('gs.selector', 300, 2),
+        ('gs.attr', 302, 2),
+        ('ldt.base', 304, 8),
+        ('ldt.limit', 312, 4),
+        ('ldt.selector', 316, 2),
+        ('ldt.attr', 318, 2),
+        ('tr.base', 320, 8),
+        ('tr.limit', 328, 4),
+        ('tr.selector', 332, 2),
+        ('tr.attr', 334, 2),
+        ('gdt.base', 336, 8),
+        ('gdt.limit', 344, 4),
+        ('gdt.reserved', 348, 4),
+        ('idt.base', 352, 8),
+        ('idt.limit', 360, 4),
+        ('idt.reserved', 364, 4),
     ]),
     'vmsig_wire_memwrite': ('<QII', 16, [
         ('gpa', 0, 8),
@@ -398,4 +475,5 @@ CAP_NAMES = {
     'VM': VMSIG_CAP_VM,
     'MEMCTX': VMSIG_CAP_MEMCTX,
     'MEMWRITE': VMSIG_CAP_MEMWRITE,
+    'CPU': VMSIG_CAP_CPU,
 }

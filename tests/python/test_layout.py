@@ -78,7 +78,10 @@ class Layout(unittest.TestCase):
         p = _core.hello_payload(0x7, (1 << 64) - 1, None, 1)
         hdr = wire.HDR.pack(kind=1, len=len(p))
         hexs = (hdr + p).hex()
-        want = ("0100000060000000" + "00" * 24 + "0100000000000000" + "0100000000000000"
+        # The spec's example is a 1.0 client's HELLO (minor 0); ours says
+        # the minor we speak, the rest is byte for byte the same.
+        minor = "%02x00" % wire.VMSIG_WIRE_MINOR
+        want = ("0100000060000000" + "00" * 24 + "0100" + minor + "00000000" + "0100000000000000"
                 + "0700000000000000" + "ff" * 8 + "00" * 64)
         self.assertEqual(hexs, want)
         self.assertEqual(len(hdr + p), 128)
