@@ -920,6 +920,11 @@ static int cmd_check_shape(const vmsig_event *cmd)
         return input_check(cmd);
     case VMSIG_CMD_MEMWRITE:
         return memwrite_check(cmd);
+    case VMSIG_CMD_CPU: {
+        vmsig_wire_cpu c;
+        memcpy(&c, cmd->u.raw, sizeof(c));
+        return c.op == VMSIG_CPU_REGS ? 0 : -EINVAL; /* the index is the backend's */
+    }
     default:
         return -EOPNOTSUPP;
     }

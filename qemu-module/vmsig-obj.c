@@ -532,6 +532,8 @@ static int vmsig_run_command(VmsigState *s, const vmsig_event *cmd,
         return s->mem ? vmsig_mem_write(s->mem, cmd, reply) : -ENODEV;
     case VMSIG_CMD_INPUT:
         return vmsig_input_command(cmd, reply);
+    case VMSIG_CMD_CPU:
+        return vmsig_cpu_command(s->core, OBJECT(s), cmd, reply);
     default:
         return -ENOSYS;
     }

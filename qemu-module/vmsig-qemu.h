@@ -91,4 +91,15 @@ int vmsig_mem_write(VmsigMem *m, const vmsig_event *cmd, vmsig_reply *reply);
  */
 int vmsig_input_command(const vmsig_event *cmd, vmsig_reply *reply);
 
+/*
+ * CMD_CPU (vmsig-cpu.c), main loop thread. REGS reads the vCPU's registers
+ * on its own thread: with reply->ticket set it returns -EINPROGRESS and
+ * answers with vmsig_core_complete() from a bottom half (owner is
+ * referenced until then); without (an in-process control) it waits for
+ * the vCPU (run_on_cpu) and fills reply. -EINVAL: unknown op or no such
+ * vCPU (with a reply text); -EIO: QEMU's register dump could not be read.
+ */
+int vmsig_cpu_command(vmsig_core *core, Object *owner, const vmsig_event *cmd,
+                      vmsig_reply *reply);
+
 #endif /* VMSIG_QEMU_H */

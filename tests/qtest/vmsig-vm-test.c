@@ -324,13 +324,13 @@ static void test_query_host(void)
     g_assert_cmpstr(info.name, ==, "vmsig-qtest");
 
     /* config version 1 knows no features_off: it offers everything */
-    g_assert_cmphex(vmsig_client_welcome(v1)->features, ==,
-                    VMSIG_FEAT_VMINFO_HOST);
+    g_assert_cmphex(vmsig_client_welcome(v1)->features, ==, VMSIG_FEATURES_KNOWN);
     query_body(v1, &rep);
     g_assert_cmpuint(rep.len, ==, 136);
 
     /* not offered: the 96 bytes of protocol 1.0, nothing after them */
-    g_assert_cmphex(vmsig_client_welcome(old)->features, ==, 0);
+    g_assert_cmphex(vmsig_client_welcome(old)->features, ==,
+                    VMSIG_FEATURES_KNOWN & ~VMSIG_FEAT_VMINFO_HOST);
     memset(&rep, 0xaa, sizeof(rep));
     query_body(old, &rep);
     g_assert_cmpuint(rep.len, ==, sizeof(vmsig_wire_vminfo));
@@ -561,6 +561,73 @@ static void test_lifecycle(void)
     }
     g_assert_cmpstr(qmp_status(vm->qts, NULL), ==, "running");
 
+    vmsig_client_close(c);
+    vm_free(vm);
+}
+
+/* CMD_CPU REGS: a vCPU's registers, read on its own thread (the reply comes
+ * later); refused without CAP_CPU, for a vCPU that does not exist, and
+ * without the feature. Under qtest the vCPUs sit at their reset state. */
+static int cpu_regs(vmsig_client *c, uint32_t index, vmsig_wire_cpu_regs *r,
+                    vmsig_reply *rep)
+{
+    vmsig_event ev = { .dir = VMSIG_DIR_DOWN, .kind = VMSIG_CMD_CPU };
+    vmsig_wire_cpu cc = { .op = VMSIG_CPU_REGS, .index = index };
+    int rc;
+
+    memcpy(ev.u.raw, &cc, sizeof(cc));
+    rc = vmsig_client_call(c, &ev, rep, EV_TIMEOUT_MS);
+    if (rc == 0) {
+        g_assert_cmpuint(rep->len, ==, sizeof(*r));
+        memcpy(r, rep->body, sizeof(*r));
+    }
+    return rc;
+}
+
+static void test_cpu_regs(void)
+{
+    g_autofree char *g = g_strdup_printf("uid:%u endpoints=0 caps=VM,OBSERVE,CPU\n"
+                                         "token:nocpu endpoints=0 caps=all\n",
+                                         (unsigned)getuid());
+    Vm *vm = vm_start(g, NULL, "-smp 2");
+    vmsig_client *c = attach(vm, NULL);
+    vmsig_client *weak = attach(vm, "nocpu"); /* caps=all is the 1.0 set: no CPU */
+    vmsig_client *old = attach_features(vm, 2, VMSIG_FEAT_CPU);
+    vmsig_wire_cpu_regs r;
+    vmsig_reply rep;
+
+    g_assert_cmphex(vmsig_client_welcome(c)->features & VMSIG_FEAT_CPU, ==, VMSIG_FEAT_CPU);
+    for (uint32_t i = 0; i < 2; i++) {
+        memset(&r, 0xaa, sizeof(r));
+        g_assert_cmpint(cpu_regs(c, i, &r, &rep), ==, 0);
+        g_assert_cmpuint(r.index, ==, i);
+        g_assert_cmpuint(r.arch, ==, VMSIG_ARCH_X86_64);
+        g_assert_cmpuint(r.reserved, ==, 0);
+        /* x86 reset state: real mode, CS f000 based at ffff0000, IP fff0 */
+        g_assert_cmphex(r.cr0, ==, 0x60000010);
+        g_assert_cmphex(r.cs.selector, ==, 0xf000);
+        g_assert_cmphex(r.cs.base, ==, 0xffff0000);
+        g_assert_cmphex(r.cs.limit, ==, 0xffff);
+        g_assert_cmphex(r.idt.limit, ==, 0xffff);
+        g_assert_cmphex(r.cr3, ==, 0);
+        g_assert_cmphex(r.flags & (VMSIG_CPU_F_LMA | VMSIG_CPU_F_PAGING), ==, 0);
+        if (i == 0) {
+            g_assert_cmphex(r.rip, ==, 0xfff0);
+        }
+    }
+    /* a vCPU that does not exist: -EINVAL, with words */
+    g_assert_cmpint(cpu_regs(c, 2, &r, &rep), ==, -EINVAL);
+    g_assert_nonnull(strstr((const char *)rep.body, "no vCPU 2"));
+    g_assert_cmpint(cpu_regs(c, 0xffffffffu, &r, &rep), ==, -EINVAL);
+    /* without CAP_CPU: -EPERM; without the feature: -EOPNOTSUPP */
+    g_assert_cmpint(cpu_regs(weak, 0, &r, &rep), ==, -EPERM);
+    g_assert_cmphex(vmsig_client_welcome(old)->features & VMSIG_FEAT_CPU, ==, 0);
+    g_assert_cmpint(cpu_regs(old, 0, &r, &rep), ==, -EOPNOTSUPP);
+    /* QEMU went on: the loop answers, and the reads left it as it was */
+    g_assert_cmpstr(qmp_status(vm->qts, NULL), ==, "running");
+    g_assert_cmpint(cpu_regs(c, 1, &r, &rep), ==, 0);
+    vmsig_client_close(old);
+    vmsig_client_close(weak);
     vmsig_client_close(c);
     vm_free(vm);
 }
@@ -1140,6 +1207,7 @@ int main(int argc, char **argv)
     qtest_add_func("/vmsig/vm/attach-snapshot", test_attach_snapshot);
     qtest_add_func("/vmsig/vm/query", test_query);
     qtest_add_func("/vmsig/vm/query-host", test_query_host);
+    qtest_add_func("/vmsig/vm/cpu-regs", test_cpu_regs);
     qtest_add_func("/vmsig/vm/states-and-causes", test_states_and_causes);
     qtest_add_func("/vmsig/vm/stop-cont", test_stop_cont);
     qtest_add_func("/vmsig/vm/qmp-stop-cont", test_qmp_stop_cont);
