@@ -92,7 +92,7 @@ static void print_regs(hconn *h, const vmsig_wire_cpu_regs *r)
                r->fs.base, r->gs.base, r->cs.selector, r->ss.selector, r->gdt.base, r->idt.base);
         return;
     }
-    out(h, "vCPU %u%s%s%s", r->index, r->flags & VMSIG_CPU_F_HALTED ? " halted" : " running",
+    out(h, "vCPU %u: %s%s%s", r->index, r->flags & VMSIG_CPU_F_HALTED ? "halted" : "not halted",
         r->flags & VMSIG_CPU_F_LMA ? ", long mode" : "",
         r->flags & VMSIG_CPU_F_PAGING ? ", paging" : "");
     for (int i = 0; i < 16; i += 4) {

@@ -87,7 +87,56 @@ t_is "$("$helper" vread --raw "$(hex "$text")" 1M 2>/dev/null | md5sum)" \
 	"1 MiB of kernel text through its VA (_stext) equals the physical read"
 "$helper" cont >/dev/null
 
+# CMD_CPU REGS: registers of a running guest (sampled until vCPU 0 is in
+# the kernel: the guest's init loop runs in user mode now and then)
+krange() { [ -n "$1" ] && [ "$1" != 0 ] && printf '%x' "$1" | grep -qE '^ffffffff[89ab]'; }
+rip=
+for i in $(seq 50); do
+	r=$("$helper" --json regs 2>&1)
+	rip=$(jnum "$r" rip)
+	krange "$rip" && break
+	sleep 0.05
+done
+t_like "$r" '"cpu":0,"arch":1,' "regs of vCPU 0 of the running guest (x86-64)"
+cr3=$(jnum "$r" cr3)
+cr4=$(jnum "$r" cr4)
+[ "${cr3:-0}" != 0 ]
+t_report $? "CR3 is nonzero ($(hex "${cr3:-0}"))"
+krange "$rip"
+t_report $? "RIP is in the kernel's range ($(hex "${rip:-0}"))"
+[ $(( ${cr4:-0} & 0x20 )) != 0 ]
+t_report $? "CR4.PAE is set ($(hex "${cr4:-0}"))"
+t_like "$r" '"lma":true,"paging":true' "long mode and paging on"
+
+# a paused guest: twice the same registers, RIP in the kernel (stop until it is)
+for i in $(seq 20); do
+	"$helper" stop >/dev/null
+	p1=$("$helper" --json regs 2>&1)
+	krange "$(jnum "$p1" rip)" && break
+	"$helper" cont >/dev/null
+	sleep 0.05
+done
+p2=$("$helper" --json regs 2>&1)
+t_like "$("$helper" --json status)" '"state":"paused"' "the guest is paused"
+krange "$(jnum "$p1" rip)"
+t_report $? "paused: RIP is in the kernel's range ($(hex "$(jnum "$p1" rip)"))"
+[ "$(jnum "$p1" cr3)" != 0 ] && [ $(( $(jnum "$p1" cr4) & 0x20 )) != 0 ]
+t_report $? "paused: CR3 nonzero, CR4.PAE set"
+t_is "$p2" "$p1" "paused: the registers do not change between two reads"
+
+# CR3 from REGS and swapper_pg_dir translate init_uts_ns alike
+t_exit 0 "vtop through vCPU 0's CR3" "$helper" --json vtop --cpu 0 "$(hex "$uva")"
+t_is "$(jnum "$T_OUT" pa)" "$upa" "CR3 from REGS and swapper_pg_dir translate init_uts_ns to the same GPA"
+t_is "$(jnum "$T_OUT" root)" "$(( $(jnum "$p1" cr3) & ~0xfff ))" "the root used is CR3 from REGS"
+t_is "$("$helper" vread --raw --cpu 0 "$(hex "$uva")" ${#release} 2>/dev/null)" "$release" \
+	"vread --cpu 0 of init_uts_ns gives the release"
+"$helper" cont >/dev/null
+
+t_exit 7 "regs of a vCPU that does not exist" "$helper" regs --cpu 1
+t_like "$T_OUT" "no such vCPU" "is refused (EINVAL)"
+
 # CMD_CPU without the capability
 t_exit 3 "regs without CPU in the grant" "$helper" --token nocpu regs
 t_like "$T_OUT" "missing capability CPU" "names the capability"
+t_exit 3 "vread --cpu without CPU in the grant" "$helper" --token nocpu vread --cpu 0 "$(hex "$uva")" 4
 t_done
