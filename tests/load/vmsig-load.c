@@ -561,19 +561,34 @@ static int cmd_flood(int argc, char **argv)
     }
     /* vmsig-helper status, 10 times, meanwhile */
     int helper_ok = 0, helper_runs = 0;
+    char helper_err[300] = "";
     double helper_max = 0;
     for (int k = 0; helper && k < 10; k++) {
         uint64_t t0 = now_ns();
+        int ep[2];
+        if (pipe2(ep, O_CLOEXEC) < 0) {
+            break;
+        }
         pid_t h = fork();
         if (h == 0) {
             int dn = open("/dev/null", O_WRONLY);
             dup2(dn, 1);
-            dup2(dn, 2);
+            dup2(ep[1], 2);
             execl(helper, helper, "-s", g_sock, "status", (char *)NULL);
             _exit(127);
         }
+        close(ep[1]);
+        char eb[256];
+        ssize_t en = read(ep[0], eb, sizeof(eb) - 1);
+        close(ep[0]);
         int st = 0;
         waitpid(h, &st, 0);
+        if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0) && en > 0) {
+            eb[en] = '\0';
+            eb[strcspn(eb, "\n")] = '\0';
+            snprintf(helper_err, sizeof(helper_err), "exit %d: %s",
+                     WIFEXITED(st) ? WEXITSTATUS(st) : -1, eb);
+        }
         double ms = ms_since(t0);
         helper_runs++;
         helper_ok += WIFEXITED(st) && WEXITSTATUS(st) == 0;
@@ -623,6 +638,9 @@ static int cmd_flood(int argc, char **argv)
     printf("\n");
     if (failed) {
         printf("# last failure: %s (%s)\n", strerror(-last_err), last_why);
+    }
+    if (helper_err[0]) {
+        printf("# helper failed: %s\n", helper_err);
     }
     free(all);
     free(cs);
@@ -961,12 +979,22 @@ static int cmd_fdlimit(int argc, char **argv)
         qmp_ok = 1;
     }
     double qmp_ms = ms_since(tq);
-    /* a reset publishes a new MEMCTX, with the fds it needs */
+    /* Run the firmware (it remaps 0xc0000-0xfffff: new MEMCTXs), so that a
+     * reset changes the map back: the reset's MEMCTX must come, with fds. */
+    int cont_ok = q >= 0 && qmp_cmd(q, "{\"execute\":\"cont\"}", line, sizeof(line)) == 0;
+    uint64_t end = now_ns() + 1500000000ull;
+    while (now_ns() < end) {
+        if (conn_wait(m, &h, pl, sizeof(pl), 100) == 1 && h.kind == VMSIG_EV_MEMCTX) {
+            vmsig_wire_memctx mc;
+            memcpy(&mc, pl, sizeof(mc));
+            gen0 = mc.generation;
+        }
+    }
     int reset_ok = q >= 0 && qmp_cmd(q, "{\"execute\":\"system_reset\"}", line, sizeof(line)) == 0;
     uint64_t gen1 = 0;
     int mstatus = 1;
     unsigned mfds = 0, fds_before = m->fds_seen;
-    uint64_t end = now_ns() + 5000000000ull;
+    end = now_ns() + 5000000000ull;
     while (!gen1 && now_ns() < end) {
         if (conn_wait(m, &h, pl, sizeof(pl), 500) != 1) {
             if (m->eof) {
@@ -989,10 +1017,10 @@ static int cmd_fdlimit(int argc, char **argv)
     }
     printf("fdlimit soft=%lu qemu_fds_idle=%d qemu_fds_full=%d attached=%d attach_refused=%d "
            "attach_err=%d silent=%d near_limit_bye=%d other_emfile=%d other_bye=%d bare_eof=%d "
-           "qmp_ok=%d qmp_ms=%.1f reset_ok=%d memctx_gen0=%llu memctx_gen1=%llu memctx_status=%d "
+           "qmp_ok=%d qmp_ms=%.1f cont_ok=%d reset_ok=%d memctx_gen0=%llu memctx_gen1=%llu memctx_status=%d "
            "memctx_fds=%u\n",
            soft, fds0, fds1, attached, attach_refused, attach_err, nsil, near, other_emfile,
-           other_bye, bare_eof, qmp_ok, qmp_ms, reset_ok, (unsigned long long)gen0,
+           other_bye, bare_eof, qmp_ok, qmp_ms, cont_ok, reset_ok, (unsigned long long)gen0,
            (unsigned long long)gen1, mstatus, mfds);
     if (near_text[0]) {
         printf("# near-limit text: %s\n", near_text);
