@@ -27,6 +27,7 @@ from .errors import (BadAddress, Busy, ConnectFailed, InvalidArgument, MessageTo
 from .events import (Arb, Event, MemCtx, MemWriteDone, PowerDown, Reset, RunState,
                      SeamEvent, Segment, Shutdown, Suspend, VMInfo, Wakeup, Welcome)
 from .memory import MemMap, Memory
+from .introspect import LinuxInfo, NotMapped, Regs, Translation
 from .wire import KEYS, runstate_name, cause_name
 
 __version__ = "1.0.0"
@@ -41,4 +42,5 @@ __all__ = [
     "NotOwner", "TryAgain", "TooBig", "NoBackend", "QueueFull", "TooManyControls",
     "OutOfMemory", "ShuttingDown", "MessageTooBig", "ConnectFailed", "error_for",
     "runstate_name", "cause_name", "PROTOCOL",
+    "Regs", "Translation", "NotMapped", "LinuxInfo",
 ]

@@ -175,6 +175,16 @@ class AsyncClient(_Base):
                                timeout, "status")
         return _core.vminfo(body)
 
+    async def regs(self, cpu: int = 0, endpoint: Optional[int] = None,
+                   timeout: Optional[float] = None):
+        """CMD_CPU REGS (see Client.regs)."""
+        from .client import _check_cpu
+        from . import introspect
+        _check_cpu(self)
+        body = await self.call(W.VMSIG_CMD_CPU, introspect.regs_payload(cpu), endpoint, timeout,
+                               "regs of vCPU %d" % cpu)
+        return introspect.regs_from_body(body)
+
     async def input(self, op: int, code: int = 0, value: int = 0, text: bytes = b"",
                     endpoint: Optional[int] = None, timeout: Optional[float] = None) -> None:
         p = W.INPUT.pack(op=op, code=code, value=value, len=len(text)) + text

@@ -19,6 +19,7 @@ from . import errors
 from . import wire as W
 from .events import Event, MemCtx, VMInfo, Welcome
 from .memory import MemMap, Memory
+from . import introspect
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -99,6 +100,14 @@ class _Base:
         for ev in self._core.latest_memctx.values():
             ev.close()
         self._core.latest_memctx.clear()
+
+
+def _check_cpu(c) -> None:
+    if not c.welcome.caps & W.VMSIG_CAP_CPU:
+        raise errors.PermissionDenied(E.EPERM, "regs: the grant lacks CAP_CPU")
+    if not c.features & W.VMSIG_FEAT_CPU:
+        raise errors.NotSupported(E.EOPNOTSUPP, "regs: the server does not support CMD_CPU "
+                                  "(protocol feature CPU not negotiated)")
 
 
 def _make_socket(path: str) -> socket.socket:
@@ -453,6 +462,26 @@ class Client(_Base):
                 return ev
             if isinstance(ev, MemCtx) and ev is not self._core.latest_memctx.get(ev.endpoint):
                 ev.close()
+
+    # ---------------------------------------------------------------- inside the guest
+    def regs(self, cpu: int = 0, endpoint: Optional[int] = None,
+             timeout: Optional[float] = None) -> "introspect.Regs":
+        """CMD_CPU REGS: vCPU ``cpu``'s registers (``vmsig.Regs``: rax.. r15,
+        rip, rflags, cr0..cr4, efer, segments, gdt/idt, halted, mode), read on
+        the vCPU's thread, from a running or paused VM. Needs CAP_CPU
+        (PermissionDenied) and the CPU feature (NotSupported);
+        InvalidArgument for an index past the last vCPU."""
+        _check_cpu(self)
+        body = self.call(W.VMSIG_CMD_CPU, introspect.regs_payload(cpu), endpoint, timeout,
+                         "regs of vCPU %d" % cpu)
+        return introspect.regs_from_body(body)
+
+    def linux(self, endpoint: Optional[int] = None,
+              timeout: Optional[float] = None) -> "introspect.LinuxInfo":
+        """The Linux guest's VMCOREINFO, found in guest RAM (``vmsig.LinuxInfo``:
+        release, kaslr_offset, root = the kernel page-table root, symbol(),
+        read(va, n) through it). Needs CAP_MEMCTX."""
+        return introspect.linux(self.memory(endpoint, timeout))
 
     # ---------------------------------------------------------------- memory
     def memory(self, endpoint: Optional[int] = None, timeout: Optional[float] = None) -> Memory:

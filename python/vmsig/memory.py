@@ -369,6 +369,20 @@ class Memory:
     def data_ranges(self, gpa: Optional[int] = None, n: Optional[int] = None):
         return self.map.data_ranges(gpa, n)
 
+    # guest-virtual addresses (vmsig.introspect): root is a CR3 value
+    # (vm.regs().cr3) or the kernel's (vm.linux().root); mode 0 = 4-level
+    def translate(self, root: int, va: int, mode: int = 0, sparse: bool = False):
+        """The guest-physical address of va (a ``Translation``); NotMapped
+        (EFAULT, with .level) if it is not mapped."""
+        from . import introspect
+        return introspect.translate(self.map, root, va, mode, sparse)
+
+    def vread(self, root: int, va: int, n: int, mode: int = 0, sparse: bool = False) -> bytes:
+        """n bytes at guest-virtual address va, across pages; NotMapped
+        (EFAULT) at the first page that is not mapped."""
+        from . import introspect
+        return introspect.vread(self.map, root, va, n, mode, sparse)
+
     def dump(self, path: str, gpa: Optional[int] = None, n: Optional[int] = None,
              progress: Optional[Callable[[int, int], None]] = None) -> int:
         """Write guest RAM to a file, skipping holes (see MemMap.dump)."""

@@ -62,6 +62,8 @@ VMINFO = Layout("vmsig_wire_vminfo")
 VMINFO_HOST = Layout("vmsig_wire_vminfo_host")
 INPUT = Layout("vmsig_wire_input")
 MEMWRITE = Layout("vmsig_wire_memwrite")
+CPU = Layout("vmsig_wire_cpu")
+CPU_REGS = Layout("vmsig_wire_cpu_regs")
 
 HDR_SIZE: int = HDR.size
 
@@ -93,6 +95,7 @@ KINDS: Dict[int, Tuple[str, int, int, int, bool]] = {
     W.VMSIG_CMD_MEMWRITE: ("memwrite", MEMWRITE.size, W.VMSIG_MEMWRITE_MAX, 0, False),
     W.VMSIG_CMD_ACQUIRE: ("acquire", CMD.size, 0, 0, False),
     W.VMSIG_CMD_RELEASE: ("release", CMD.size, 0, 0, False),
+    W.VMSIG_CMD_CPU: ("cpu", CPU.size, 0, 0, False),
 }
 
 RUNSTATES = {getattr(W, n): n[len("VMSIG_RS_"):].lower().replace("_", "-")
