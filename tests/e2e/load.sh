@@ -50,7 +50,7 @@ trap cleanup EXIT
 qemu() {
 	local name=$1 opts=$2 nofile=${3:-}
 	(
-		[ -n "$nofile" ] && ulimit -S -n "$nofile"
+		[ -n "$nofile" ] && ulimit -n "$nofile" # soft and hard: QEMU 10 raises soft to hard
 		exec "$VMSIG_QEMU" -accel tcg -m 128 -display none -nodefaults -S -name "$name" \
 			-object memory-backend-memfd,id=ram0,size=128M,share=on \
 			-machine pc,memory-backend=ram0 \
@@ -152,7 +152,7 @@ done
 
 # --- 4. the fd budget
 # 2 * 256 + 64 + 8 > 512: refused at creation, saying what to change
-(ulimit -S -n 512 && exec "$VMSIG_QEMU" -accel tcg -m 128 -display none -nodefaults -S \
+(ulimit -n 512 && exec "$VMSIG_QEMU" -accel tcg -m 128 -display none -nodefaults -S \
 	-object "vmsig,id=vs0,path=$work/nofit.sock,grants=$work/all.grants,max-controls=256") \
 	>"$work/nofit.log" 2>&1 </dev/null &
 nofit=$!
