@@ -4,6 +4,7 @@
  *   vmsig-bench [--quick] core               in-process dispatch rows
  *   vmsig-bench [--quick] socket             client <-> core RTT vs UNIX ping-pong
  *   vmsig-bench [--quick] vm OPTIONS         QEMU rows (see bench-vm.c)
+ *   vmsig-bench [--quick] introspect OPTIONS registers and virtual reads of a booted guest (bench-intro.c)
  *   vmsig-bench proxy OPTIONS                self-test stand-in server (bench-proxy.c)
  *
  * Every row goes to stdout as one JSON object per line; bench/run collects
@@ -135,7 +136,7 @@ void bench_emit(const bench_row *r)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: vmsig-bench [--quick] core|socket|vm [OPTIONS]\n");
+    fprintf(stderr, "usage: vmsig-bench [--quick] core|socket|vm|introspect [OPTIONS]\n");
     return 2;
 }
 
@@ -165,6 +166,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[i], "proxy")) {
         return bench_proxy_main(&o, argc - i, argv + i);
+    }
+    if (!strcmp(argv[i], "introspect")) {
+        return bench_intro_main(&o, argc - i, argv + i);
     }
     return usage();
 }
