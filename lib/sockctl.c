@@ -347,7 +347,6 @@ static void disarm_timer(sockconn *c)
 
 static void conn_fail(sockconn *c, int why, const char *text);
 
-static void listener_arm(listener *l, uint64_t when);
 static unsigned measure_inflight(sockconn *c);
 
 /* Flush c's queue, holding a frame with descriptors while the last ones it

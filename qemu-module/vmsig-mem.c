@@ -516,7 +516,77 @@ static int vmsig_write_atomic(uint64_t gpa, const void *data, unsigned len)
     return 0;
 }
 
-int vmsig_mem_write(VmsigMem *m, const vmsig_event *cmd, vmsig_reply *reply)
+/* A large write done with the vCPUs stopped, answered later. */
+typedef struct VmsigWriteJob {
+    VmsigMem *m;
+    Object *owner;     /* referenced until the answer: keeps m alive */
+    uint64_t ticket;
+    uint64_t gpa;
+    uint32_t len;
+    int status;
+    uint8_t data[];
+} VmsigWriteJob;
+
+/*
+ * [gpa, gpa+len) is still writable RAM in QEMU's current view: the map may
+ * have changed since the main loop checked it (the range check there has
+ * the precise errno; here any change is -EFAULT).
+ */
+static bool vmsig_still_ram(uint64_t gpa, uint64_t len)
+{
+    while (len) {
+        MemoryRegionSection sec = memory_region_find(get_system_memory(), gpa, len);
+        uint64_t n;
+        bool ok;
+
+        if (!sec.mr) {
+            return false;
+        }
+        ok = sec.offset_within_address_space == gpa && memory_region_is_ram(sec.mr) &&
+             !sec.readonly && !memory_region_is_rom(sec.mr) &&
+             !memory_region_is_romd(sec.mr);
+        n = int128_get64(sec.size);
+        memory_region_unref(sec.mr);
+        if (!ok || n == 0) {
+            return false;
+        }
+        n = MIN(n, len);
+        gpa += n;
+        len -= n;
+    }
+    return true;
+}
+
+/* Back on the main loop: the map may be published again, and answer. */
+static void vmsig_write_done(void *opaque)
+{
+    VmsigWriteJob *job = opaque;
+
+    job->m->writing = false;
+    vmsig_mem_flush(job->m);
+    vmsig_core_complete(job->m->core, job->ticket, job->status, NULL, 0);
+    object_unref(job->owner);
+    g_free(job);
+}
+
+/* With every vCPU stopped (async_safe_run_on_cpu), the BQL not held. */
+static void vmsig_write_exclusive(CPUState *cs, run_on_cpu_data data)
+{
+    VmsigWriteJob *job = data.host_ptr;
+    MemTxResult res;
+
+    if (!vmsig_still_ram(job->gpa, job->len)) {
+        job->status = -EFAULT;
+    } else {
+        res = address_space_write(&address_space_memory, job->gpa,
+                                  MEMTXATTRS_UNSPECIFIED, job->data, job->len);
+        job->status = res == MEMTX_OK ? 0 : -EFAULT;
+    }
+    aio_bh_schedule_oneshot(qemu_get_aio_context(), vmsig_write_done, job);
+}
+
+int vmsig_mem_write(VmsigMem *m, Object *owner, const vmsig_event *cmd,
+                    vmsig_reply *reply)
 {
     const vmsig_wire_memwrite *mw = &cmd->u.memwrite;
     uint64_t gpa = mw->gpa, len = mw->len;
@@ -534,10 +604,32 @@ int vmsig_mem_write(VmsigMem *m, const vmsig_event *cmd, vmsig_reply *reply)
     }
     if ((len == 1 || len == 2 || len == 4 || len == 8) && !(gpa & (len - 1))) {
         r = vmsig_write_atomic(gpa, cmd->ool, len);
+    } else if (reply->ticket && runstate_is_running() && first_cpu) {
+        /*
+         * The QEMU way: the copy runs with every vCPU stopped, scheduled
+         * like tb_flush (async_safe_run_on_cpu), and the main loop goes on;
+         * the reply (and MEMWRITE_DONE) come when it is done. No MEMCTX is
+         * published in between (writing), so the reply's generation is the
+         * one the write was checked against.
+         */
+        VmsigWriteJob *job = g_malloc(sizeof(*job) + len);
+
+        job->m = m;
+        job->owner = owner;
+        job->ticket = reply->ticket;
+        job->gpa = gpa;
+        job->len = (uint32_t)len;
+        job->status = 0;
+        memcpy(job->data, cmd->ool, len);
+        object_ref(owner);
+        m->writing = true;
+        async_safe_run_on_cpu(first_cpu, vmsig_write_exclusive, RUN_ON_CPU_HOST_PTR(job));
+        return -EINPROGRESS;
     } else {
         /*
-         * Stop every vCPU for the copy, as vm_stop does (without changing
-         * the run state): no vCPU sees half of it. pause_all_vcpus drops
+         * A paused VM, or an in-process control (no late reply): stop
+         * every vCPU for the copy, as vm_stop does (without changing the
+         * run state): no vCPU sees half of it. pause_all_vcpus drops
          * the BQL while it waits, so a vCPU may change the memory map in
          * between: check again once they are all stopped.
          */

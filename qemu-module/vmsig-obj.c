@@ -529,7 +529,7 @@ static int vmsig_run_command(VmsigState *s, const vmsig_event *cmd,
         }
         break;
     case VMSIG_CMD_MEMWRITE:
-        return s->mem ? vmsig_mem_write(s->mem, cmd, reply) : -ENODEV;
+        return s->mem ? vmsig_mem_write(s->mem, OBJECT(s), cmd, reply) : -ENODEV;
     case VMSIG_CMD_INPUT:
         return vmsig_input_command(cmd, reply);
     case VMSIG_CMD_CPU:

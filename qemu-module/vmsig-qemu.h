@@ -76,7 +76,8 @@ void vmsig_mem_free(VmsigMem *m);
  * Returns 0 or a negative errno, one per refusal (documented in
  * docs/protocol.rst): -EFAULT not (all) guest RAM, -EROFS ROM, ...
  */
-int vmsig_mem_write(VmsigMem *m, const vmsig_event *cmd, vmsig_reply *reply);
+int vmsig_mem_write(VmsigMem *m, Object *owner, const vmsig_event *cmd,
+                    vmsig_reply *reply);
 
 
 /*
