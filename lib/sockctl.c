@@ -28,6 +28,9 @@
  * turn (the listener's timer, fired at once, gives it), so a control that
  * pipelines thousands of commands adds at most this many to another's wait. */
 #define FRAME_BUDGET 16
+/* ... and at most this long (ns) of its frames' work per turn (a stop or
+ * cont costs QEMU about 55 us): another control waits about a turn. */
+#define TURN_NS 250000ull
 /* Guest RAM descriptors in flight (sent, not read): one MEMCTX's per
  * control, the next one held until the last is read (checked every
  * FD_HOLD_POLL_MS); a quarter of RLIMIT_NOFILE for all controls of a
@@ -669,7 +672,12 @@ static void handshake(sockconn *c, const vmsig_wire_frame *f)
     if (!ctl) {
         set_state(c, ST_HANDSHAKE);
         vmsig__wire_writer_drop_unstarted(c->wr);
-        snprintf(text, sizeof(text), "attach refused: %s", strerror(-err));
+        if (err == -EMFILE) {
+            snprintf(text, sizeof(text), "server full: max-controls (%u) controls attached",
+                     vmsig__core_config(c->core)->max_controls);
+        } else {
+            snprintf(text, sizeof(text), "attach refused: %s", strerror(-err));
+        }
         goto refuse;
     }
     c->ctl = ctl;
@@ -780,6 +788,7 @@ static int backlog_high(sockconn *c)
 static void conn_input(sockconn *c)
 {
     unsigned budget = FRAME_BUDGET;
+    uint64_t turn_end = now_ns() + TURN_NS;
     c->more = 0;
     for (int round = 0; budget; round++) {
         for (;;) {
@@ -811,6 +820,9 @@ static void conn_input(sockconn *c)
             frame(c, &f);
             close_fds(f.fds, f.nfds); /* client frames carry none; belt and braces */
             budget--;
+            if (budget && now_ns() >= turn_end) {
+                budget = 0; /* its time is up: the next frame waits */
+            }
         }
         if (!budget || round == READ_ROUNDS || (round > 0 && vmsig__wire_reader_short(c->rd))) {
             break; /* a short read drained the socket: skip the EAGAIN read */
@@ -870,6 +882,7 @@ static void conn_ready(void *opaque, uint32_t events)
         if (c->paused && vmsig__wire_writer_count(c->wr) <= c->queue_limit / 2) {
             c->paused = 0;
             conn_input(c); /* frames may be waiting in our buffer */
+            events &= ~(uint32_t)EPOLLIN; /* that was its turn */
         }
         update_watch(c);
     }
