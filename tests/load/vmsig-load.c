@@ -1089,6 +1089,93 @@ static int cmd_idle(int argc, char **argv)
     return 0;
 }
 
+/* ---- inflight (issue 10 item 5) ---- */
+
+/*
+ * inflight [N [T]]: N controls (OBSERVE+MEMCTX) re-subscribe to MEMCTX T
+ * times each and never read, then a well-behaved control attaches and must
+ * get the map with its descriptors, and is not dropped. Then the hoarders
+ * read what they were sent: the descriptors that were in flight.
+ */
+static int cmd_inflight(int argc, char **argv)
+{
+    int n = argc > 1 ? atoi(argv[1]) : 60, toggles = argc > 2 ? atoi(argv[2]) : 40;
+    raise_nofile();
+    conn **h = calloc((size_t)n, sizeof(*h));
+    int st = 0, attached = 0;
+    char why[128];
+    uint32_t both = (1u << VMSIG_SRC_SEAM) | (1u << VMSIG_SRC_MEMCTX);
+    for (int i = 0; i < n; i++) {
+        h[i] = attach(g_sock, both, &st, why, sizeof(why));
+        attached += h[i] != NULL;
+    }
+    for (int t = 0; t < toggles; t++) {
+        for (int i = 0; i < n; i++) {
+            if (!h[i]) {
+                continue;
+            }
+            vmsig_wire_sub sub = { .source_mask = t % 2 ? both : 1u << VMSIG_SRC_SEAM,
+                                   .endpoint_mask = ~0ull };
+            uint8_t buf[sizeof(vmsig_wire_hdr) + sizeof(sub)];
+            size_t len = mk_frame(buf, VMSIG_MSG_SUBSCRIBE, (uint64_t)t + 2, 0, &sub, sizeof(sub));
+            if (write_all(h[i]->fd, buf, len) < 0) {
+                conn_free(h[i]);
+                h[i] = NULL;
+            }
+        }
+    }
+    usleep(300 * 1000); /* let the server send what it will */
+    /* the well-behaved one */
+    int good_memctx = 0, good_fds = 0, good_nop = 0, err = 0;
+    char gwhy[256] = "";
+    vmsig_client_config cfg = { .version = VMSIG_CLIENT_CONFIG_VERSION, .path = g_sock,
+                                .timeout_ms = 5000, .why = gwhy, .whylen = sizeof(gwhy) };
+    vmsig_client *c = vmsig_client_connect(&cfg, &err);
+    if (c) {
+        uint64_t end = now_ns() + 5000000000ull;
+        while (now_ns() < end && !good_memctx) {
+            vmsig_msg m;
+            if (vmsig_client_next(c, &m, 500) == 0 && m.ev.kind == VMSIG_EV_MEMCTX) {
+                good_memctx = m.ev.u.memctx.status == 0;
+                good_fds = (int)m.nfds;
+            }
+        }
+        vmsig_event nop = { .dir = VMSIG_DIR_DOWN, .kind = VMSIG_CMD_NOP };
+        good_nop = vmsig_client_call(c, &nop, NULL, 5000) == 0;
+        vmsig_client_close(c);
+    }
+    /* what the hoarders had in flight */
+    unsigned fds = 0, dropped = 0;
+    for (int i = 0; i < n; i++) {
+        if (!h[i]) {
+            dropped++;
+            continue;
+        }
+        for (int k = 0; k < 200; k++) {
+            vmsig_wire_hdr hh;
+            int r = conn_fill(h[i]);
+            while (conn_frame(h[i], &hh, NULL, 0)) {
+                if (hh.kind == VMSIG_MSG_BYE) {
+                    dropped++;
+                }
+            }
+            if (r <= 0) {
+                break;
+            }
+        }
+        fds += h[i]->fds_seen;
+        conn_free(h[i]);
+    }
+    free(h);
+    printf("inflight hoarders=%d attached=%d toggles=%d hoarder_fds=%u hoarders_dropped=%u "
+           "good_connect=%d good_memctx=%d good_fds=%d good_nop=%d\n",
+           n, attached, toggles, fds, dropped, c != NULL, good_memctx, good_fds, good_nop);
+    if (!c) {
+        printf("# good connect: %d %s\n", err, gwhy);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1105,7 +1192,7 @@ int main(int argc, char **argv)
         g_sock = getenv("VMSIG_SOCKET");
     }
     if (i >= argc || !g_sock) {
-        fprintf(stderr, "usage: vmsig-load -s SOCK burst|flood|turns|fdlimit|idle ...\n");
+        fprintf(stderr, "usage: vmsig-load -s SOCK burst|flood|turns|fdlimit|idle|inflight ...\n");
         return 1;
     }
     const char *cmd = argv[i];
@@ -1125,6 +1212,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "idle")) {
         return cmd_idle(argc, argv);
+    }
+    if (!strcmp(cmd, "inflight")) {
+        return cmd_inflight(argc, argv);
     }
     fprintf(stderr, "vmsig-load: unknown subcommand %s\n", cmd);
     return 1;
