@@ -340,6 +340,11 @@ static int parse_cap_name(parse_ctx *pc, const char *item, uint32_t *bit)
 {
     const char *name = strncasecmp(item, "CAP_", 4) == 0 ? item + 4 : item;
 
+    if (strcasecmp(name, "all") == 0) {
+        *bit = VMSIG_CAP_ALL_1_0; /* "all,CPU": the 1.0 set and a later one by name */
+        return 0;
+    }
+
     for (size_t i = 0; i < sizeof(cap_names) / sizeof(cap_names[0]); i++) {
         if (strcasecmp(name, cap_names[i].name) == 0) {
             *bit = cap_names[i].bit;

@@ -351,6 +351,12 @@ static void test_caps_all_pinned(void)
     g_assert_cmphex(out.caps, ==, VMSIG_CAP_ALL_1_0);
     g_assert_cmphex(out.caps, ==, 0x1ebu);
     vmsig_grants_free(t);
+    /* a later capability is added by name, next to all */
+    t = vmsig_grants_parse("default endpoints=all caps=all,CPU\n", &err, NULL, 0);
+    g_assert_nonnull(t);
+    g_assert_cmpint(vmsig_grants_lookup(t, 1234, NULL, &out), ==, 0);
+    g_assert_cmphex(out.caps, ==, VMSIG_CAP_ALL_1_0 | VMSIG_CAP_CPU);
+    vmsig_grants_free(t);
     /* Every named capability is one bit, in VMSIG_CAP_ALL, not retired. */
     uint32_t all = 0;
 #define CHECK_CAP(name, bit)                                      \
