@@ -264,8 +264,11 @@ class FakeServer(unittest.TestCase):
         seen = []
 
         def script(conn, f):
-            h = handshake(conn)
+            # record the offer before answering: connect() returns on WELCOME
+            hdr, p = recv_frame(conn)
+            h = W.HELLO.unpack(p)
             seen.append(h["features"])
+            conn.sendall(welcome(features=h["features"]))
             f.stop.wait(5)
         f = self.run_fake(script)
         vm = vmsig.connect(f.path, features_off=W.VMSIG_FEAT_VMINFO_HOST)
