@@ -33,14 +33,14 @@ typedef struct VmsigCpuJob {
 static int dump_hex(const char *text, const char *name, uint64_t *v)
 {
     const char *p = strstr(text, name);
-    char *end;
+    const char *end;
 
     if (!p) {
         return -1;
     }
     p += strlen(name);
-    *v = strtoull(p, &end, 16);
-    return end == p ? -1 : 0;
+    /* the dump's hex numbers end at a blank or a newline: end is set */
+    return qemu_strtou64(p, &end, 16, v) < 0 ? -1 : 0;
 }
 
 /* A segment line: "ES =0000 0000000000000000 ffffffff 00c09300 ...". */
@@ -50,8 +50,8 @@ static void dump_seg(const char *text, const char *name, vmsig_wire_seg *seg)
     unsigned sel = 0, limit = 0, flags = 0;
     uint64_t base = 0;
 
-    if (p && sscanf(p + strlen(name), "%x %" SCNx64 " %x %x", &sel, &base, &limit,
-                    &flags) == 4) {
+    if (p && sscanf(p + strlen(name), "%x %" SCNx64 " %x %x", &sel, &base,
+                    &limit, &flags) == 4) {
         seg->selector = (uint16_t)sel;
         seg->base = base;
         seg->limit = limit;
@@ -92,8 +92,10 @@ static int vmsig_cpu_parse(const char *text, vmsig_wire_cpu_regs *r)
     }
     if (dump_hex(text, wide ? "RIP=" : "EIP=", &r->rip) < 0 ||
         dump_hex(text, wide ? "RFL=" : "EFL=", &r->rflags) < 0 ||
-        dump_hex(text, "CR0=", &r->cr0) < 0 || dump_hex(text, "CR2=", &r->cr2) < 0 ||
-        dump_hex(text, "CR3=", &r->cr3) < 0 || dump_hex(text, "CR4=", &r->cr4) < 0) {
+        dump_hex(text, "CR0=", &r->cr0) < 0 ||
+        dump_hex(text, "CR2=", &r->cr2) < 0 ||
+        dump_hex(text, "CR3=", &r->cr3) < 0 ||
+        dump_hex(text, "CR4=", &r->cr4) < 0) {
         return -EIO;
     }
     if (dump_hex(text, "EFER=", &r->efer) < 0) {
@@ -121,9 +123,11 @@ static int vmsig_cpu_parse(const char *text, vmsig_wire_cpu_regs *r)
     return 0;
 }
 
-/* KERNEL_GS_BASE through the gdb register interface: in x86-64's core
+/*
+ * KERNEL_GS_BASE through the gdb register interface: in x86-64's core
  * register list it follows the 16 GPRs, RIP, EFLAGS, 6 selectors, FS and
- * GS base (number 26). Left 0 where the CPU class says otherwise. */
+ * GS base (number 26). Left 0 where the CPU class says otherwise.
+ */
 static void vmsig_cpu_kgsbase(CPUState *cs, vmsig_wire_cpu_regs *r)
 {
     CPUClass *cc = CPU_GET_CLASS(cs);
@@ -134,7 +138,8 @@ static void vmsig_cpu_kgsbase(CPUState *cs, vmsig_wire_cpu_regs *r)
     }
     buf = g_byte_array_new();
     if (cc->gdb_read_register(cs, buf, 26) == 8 && buf->len == 8) {
-        memcpy(&r->kernel_gs_base, buf->data, 8); /* gdb's order: little-endian */
+        /* gdb's order: little-endian */
+        memcpy(&r->kernel_gs_base, buf->data, 8);
     }
     g_byte_array_free(buf, true);
 }
@@ -179,7 +184,8 @@ static void vmsig_cpu_done(void *opaque)
 static void vmsig_cpu_async(CPUState *cs, run_on_cpu_data data)
 {
     vmsig_cpu_read(cs, data);
-    aio_bh_schedule_oneshot(qemu_get_aio_context(), vmsig_cpu_done, data.host_ptr);
+    aio_bh_schedule_oneshot(qemu_get_aio_context(), vmsig_cpu_done,
+                            data.host_ptr);
 }
 
 int vmsig_cpu_command(vmsig_core *core, Object *owner, const vmsig_event *cmd,

@@ -535,14 +535,16 @@ typedef struct VmsigWriteJob {
 static bool vmsig_still_ram(uint64_t gpa, uint64_t len)
 {
     while (len) {
-        MemoryRegionSection sec = memory_region_find(get_system_memory(), gpa, len);
+        MemoryRegionSection sec = memory_region_find(get_system_memory(),
+                                                     gpa, len);
         uint64_t n;
         bool ok;
 
         if (!sec.mr) {
             return false;
         }
-        ok = sec.offset_within_address_space == gpa && memory_region_is_ram(sec.mr) &&
+        ok = sec.offset_within_address_space == gpa &&
+             memory_region_is_ram(sec.mr) &&
              !sec.readonly && !memory_region_is_rom(sec.mr) &&
              !memory_region_is_romd(sec.mr);
         n = int128_get64(sec.size);
@@ -623,7 +625,8 @@ int vmsig_mem_write(VmsigMem *m, Object *owner, const vmsig_event *cmd,
         memcpy(job->data, cmd->ool, len);
         object_ref(owner);
         m->writing = true;
-        async_safe_run_on_cpu(first_cpu, vmsig_write_exclusive, RUN_ON_CPU_HOST_PTR(job));
+        async_safe_run_on_cpu(first_cpu, vmsig_write_exclusive,
+                              RUN_ON_CPU_HOST_PTR(job));
         return -EINPROGRESS;
     } else {
         /*

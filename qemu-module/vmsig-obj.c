@@ -75,7 +75,6 @@ struct VmsigState {
     Notifier shutdown;
     Notifier reset;
     RunState last_rs;               /* state in the last RUNSTATE published */
-    Notifier exit;                  /* QEMU exiting: say BYE, unlink */
     bool notifiers_added;
 };
 
@@ -529,7 +528,8 @@ static int vmsig_run_command(VmsigState *s, const vmsig_event *cmd,
         }
         break;
     case VMSIG_CMD_MEMWRITE:
-        return s->mem ? vmsig_mem_write(s->mem, OBJECT(s), cmd, reply) : -ENODEV;
+        return s->mem ? vmsig_mem_write(s->mem, OBJECT(s), cmd, reply)
+                      : -ENODEV;
     case VMSIG_CMD_INPUT:
         return vmsig_input_command(cmd, reply);
     case VMSIG_CMD_CPU:
@@ -581,7 +581,6 @@ static void vmsig_teardown(VmsigState *s)
         notifier_remove(&s->powerdown);
         notifier_remove(&s->shutdown);
         notifier_remove(&s->reset);
-        qemu_remove_exit_notifier(&s->exit);
         s->notifiers_added = false;
     }
     if (s->vmse) {
@@ -603,11 +602,6 @@ static void vmsig_teardown(VmsigState *s)
 }
 
 /* QEMU is exiting (quit, signal, guest poweroff) with the object alive. */
-static void vmsig_exit(Notifier *n, void *data)
-{
-    vmsig_teardown(container_of(n, VmsigState, exit));
-}
-
 static vmsig_grants *vmsig_load_grants(VmsigState *s, Error **errp)
 {
     char text[256] = "";
@@ -781,8 +775,10 @@ static bool vmsig_start(VmsigState *s, Error **errp)
                    s->path);
         return false;
     case -EMFILE: {
-        /* vmsig_core_listen: 2 * max-controls connections plus a reserve
-         * of 64 fds for QEMU itself must fit under RLIMIT_NOFILE */
+        /*
+         * vmsig_core_listen: 2 * max-controls connections plus a reserve
+         * of 64 fds for QEMU itself must fit under RLIMIT_NOFILE
+         */
         struct rlimit rl = { 0 };
         getrlimit(RLIMIT_NOFILE, &rl);
         error_setg(errp, "vmsig: max-controls=%u does not fit the open file "
@@ -809,13 +805,17 @@ static bool vmsig_start(VmsigState *s, Error **errp)
     s->powerdown.notify = vmsig_powerdown;
     s->shutdown.notify = vmsig_shutdown;
     s->reset.notify = vmsig_reset;
-    s->exit.notify = vmsig_exit;
     qemu_register_suspend_notifier(&s->suspend);
     qemu_register_wakeup_notifier(&s->wakeup);
     qemu_register_powerdown_notifier(&s->powerdown);
     qemu_register_shutdown_notifier(&s->shutdown);
     qemu_register_reset_notifier(&s->reset);
-    qemu_add_exit_notifier(&s->exit);
+    /*
+     * No exit notifier: QEMU finalizes user-creatable objects itself
+     * (qemu_cleanup -> user_creatable_cleanup), on the main thread; an
+     * atexit hook could run on any thread that calls exit() while the
+     * main loop is inside the core.
+     */
     s->notifiers_added = true;
 
     s->mem = vmsig_mem_new(s->core, s->endpoint, errp);
