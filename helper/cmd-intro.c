@@ -276,31 +276,6 @@ static void report_fault(hconn *h, const char *cmd, uint32_t flags, const vmsig_
     h->rc = h->rc ? h->rc : EX_OTHER;
 }
 
-static void vhexdump(const hconn *h, uint64_t va, const uint8_t *b, size_t len)
-{
-    for (size_t off = 0; off < len; off += 16) {
-        char line[160];
-        size_t n = (size_t)snprintf(line, sizeof(line), "%016" PRIx64 ": ", va + off);
-        for (size_t i = 0; i < 16; i++) {
-            if (off + i < len) {
-                n += (size_t)snprintf(line + n, sizeof(line) - n, "%02x", b[off + i]);
-            } else {
-                n += (size_t)snprintf(line + n, sizeof(line) - n, "  ");
-            }
-            if (i % 2) {
-                line[n++] = ' ';
-            }
-        }
-        line[n++] = ' ';
-        for (size_t i = 0; i < 16 && off + i < len; i++) {
-            uint8_t c = b[off + i];
-            line[n++] = c >= 0x20 && c < 0x7f ? (char)c : '.';
-        }
-        line[n] = 0;
-        out(h, "%s", line);
-    }
-}
-
 static const struct option root_lopts[] = {
     { "cpu", required_argument, NULL, 'c' },
     { "cr3", required_argument, NULL, 'r' },
@@ -369,7 +344,7 @@ int cmd_vread(int argc, char **argv)
                         printf("\"}\n");
                     }
                 } else {
-                    vhexdump(h, va + off, buf, got);
+                    hexdump(h, va + off, 16, buf, got);
                 }
                 if (r == -EFAULT) {
                     report_fault(h, "vread", flags, &x);

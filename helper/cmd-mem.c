@@ -111,11 +111,11 @@ static int write_all(int fd, const void *buf, size_t len)
 
 /* ---- read ---- */
 
-static void hexdump(const hconn *h, uint64_t gpa, const uint8_t *b, size_t len)
+void hexdump(const hconn *h, uint64_t addr, int digits, const uint8_t *b, size_t len)
 {
     for (size_t off = 0; off < len; off += 16) {
-        char line[128];
-        size_t n = (size_t)snprintf(line, sizeof(line), "%08" PRIx64 ": ", gpa + off);
+        char line[160];
+        size_t n = (size_t)snprintf(line, sizeof(line), "%0*" PRIx64 ": ", digits, addr + off);
         for (size_t i = 0; i < 16; i++) {
             if (off + i < len) {
                 n += (size_t)snprintf(line + n, sizeof(line) - n, "%02x", b[off + i]);
@@ -200,7 +200,7 @@ int cmd_read(int argc, char **argv)
                     printf("\"}\n");
                 }
             } else {
-                hexdump(h, gpa + off, buf, n);
+                hexdump(h, gpa + off, 8, buf, n);
             }
         }
         vmsig_memmap_unref(map);

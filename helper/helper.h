@@ -143,6 +143,10 @@ int cmd_mouse(int argc, char **argv);
 int cmd_acquire(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 int cmd_grants(int argc, char **argv); /* needs no socket */
+
+/* Print len bytes like `xxd`: addresses from addr, `digits` hex digits wide
+ * (8 for guest-physical, 16 for guest-virtual), 16 bytes a line. */
+void hexdump(const hconn *h, uint64_t addr, int digits, const uint8_t *b, size_t len);
 int cmd_regs(int argc, char **argv);  /* cmd-intro.c */
 int cmd_vread(int argc, char **argv);
 int cmd_vtop(int argc, char **argv);
