@@ -44,7 +44,7 @@ VMSIG_FW_DIR=/usr/share/seabios:/usr/share/qemu
 export VMSIG_FW_DIR
 
 VMSIG_QEMU_VERSIONS="7.2 10.0"
-VMSIG_QEMU_DEFAULT=7.2
+VMSIG_QEMU_DEFAULT=10.0
 
 # vmsig_qemu_select SERIES|VERSION: set the VMSIG_QEMU_* above for one QEMU.
 # Returns 1 (VMSIG_QEMU_SERIES empty) for one vmsig does not support.
