@@ -329,22 +329,8 @@ int cmd_vread(int argc, char **argv)
                 vmsig_vmem_xlat x;
                 int r = vmsig_vmem_read_partial(map, root, flags | VMSIG_VMEM_SPARSE, va + off,
                                                 buf, n, &got, &x);
-                if (raw) {
-                    if (write(1, buf, got) < 0) {
-                        r = r ? r : -errno;
-                    }
-                } else if (G.json) {
-                    for (size_t o = 0; o < got; o += 4096) {
-                        size_t k = got - o < 4096 ? got - o : 4096;
-                        printf("{\"socket\":%s,\"ep\":%u,\"va\":%" PRIu64 ",\"len\":%zu,\"hex\":\"",
-                               jstr(h->path), h->ep, va + off + o, k);
-                        for (size_t j = 0; j < k; j++) {
-                            printf("%02x", buf[o + j]);
-                        }
-                        printf("\"}\n");
-                    }
-                } else {
-                    hexdump(h, va + off, 16, buf, got);
+                if (print_bytes(h, "vread", "va", va + off, 16, raw, buf, got) < 0) {
+                    break; /* stdout went away: said so */
                 }
                 if (r == -EFAULT) {
                     report_fault(h, "vread", flags, &x);

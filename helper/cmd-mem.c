@@ -111,6 +111,34 @@ static int write_all(int fd, const void *buf, size_t len)
 
 /* ---- read ---- */
 
+int print_bytes(hconn *h, const char *cmd, const char *key, uint64_t addr, int digits, int raw,
+                const uint8_t *buf, size_t n)
+{
+    if (raw) {
+        int r = write_all(1, buf, n);
+        if (r < 0) {
+            errmsg(h, "%s: writing stdout: %s", cmd, strerror(-r));
+            h->rc = h->rc ? h->rc : EX_OTHER;
+        }
+        return r;
+    }
+    if (G.json) {
+        /* One object per 4 KiB or less: {"gpa"|"va":..,"len":..,"hex":".."} */
+        for (size_t o = 0; o < n; o += 4096) {
+            size_t k = n - o < 4096 ? n - o : 4096;
+            printf("{\"socket\":%s,\"ep\":%u,\"%s\":%" PRIu64 ",\"len\":%zu,\"hex\":\"",
+                   jstr(h->path), h->ep, key, addr + o, k);
+            for (size_t j = 0; j < k; j++) {
+                printf("%02x", buf[o + j]);
+            }
+            printf("\"}\n");
+        }
+        return 0;
+    }
+    hexdump(h, addr, digits, buf, n);
+    return 0;
+}
+
 void hexdump(const hconn *h, uint64_t addr, int digits, const uint8_t *b, size_t len)
 {
     for (size_t off = 0; off < len; off += 16) {
@@ -181,26 +209,8 @@ int cmd_read(int argc, char **argv)
                 read_failed(h, map, gpa + off, n);
                 break;
             }
-            if (raw) {
-                int r = write_all(1, buf, n);
-                if (r < 0) {
-                    errmsg(h, "read: writing stdout: %s", strerror(-r));
-                    h->rc = h->rc ? h->rc : EX_OTHER;
-                    break;
-                }
-            } else if (G.json) {
-                /* One object per 4 KiB or less: {"gpa":..,"len":..,"hex":".."} */
-                for (size_t o = 0; o < n; o += 4096) {
-                    size_t k = n - o < 4096 ? n - o : 4096;
-                    printf("{\"socket\":%s,\"ep\":%u,\"gpa\":%" PRIu64 ",\"len\":%zu,\"hex\":\"",
-                           jstr(h->path), h->ep, gpa + off + o, k);
-                    for (size_t j = 0; j < k; j++) {
-                        printf("%02x", buf[o + j]);
-                    }
-                    printf("\"}\n");
-                }
-            } else {
-                hexdump(h, gpa + off, 8, buf, n);
+            if (print_bytes(h, "read", "gpa", gpa + off, 8, raw, buf, n) < 0) {
+                break;
             }
         }
         vmsig_memmap_unref(map);

@@ -147,6 +147,11 @@ int cmd_grants(int argc, char **argv); /* needs no socket */
 /* Print len bytes like `xxd`: addresses from addr, `digits` hex digits wide
  * (8 for guest-physical, 16 for guest-virtual), 16 bytes a line. */
 void hexdump(const hconn *h, uint64_t addr, int digits, const uint8_t *b, size_t len);
+/* The bytes of read/vread: raw to stdout (every byte: partial writes
+ * resumed), JSON objects {"KEY": addr, "len", "hex"} of 4 KiB, or hexdump.
+ * 0, or -errno of writing stdout (reported, h->rc set). */
+int print_bytes(hconn *h, const char *cmd, const char *key, uint64_t addr, int digits, int raw,
+                const uint8_t *buf, size_t n);
 int cmd_regs(int argc, char **argv);  /* cmd-intro.c */
 int cmd_vread(int argc, char **argv);
 int cmd_vtop(int argc, char **argv);
