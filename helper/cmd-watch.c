@@ -22,6 +22,16 @@ static const char *arb_what(uint32_t what)
     return "unknown";
 }
 
+const char *snap_what(uint32_t what)
+{
+    switch (what) {
+    case VMSIG_SNAP_SAVE: return "saved";
+    case VMSIG_SNAP_RESTORE: return "restored";
+    case VMSIG_SNAP_DELETE: return "deleted";
+    }
+    return "unknown";
+}
+
 static void print_json(const hconn *h, const vmsig_msg *m)
 {
     const vmsig_event *ev = &m->ev;
@@ -68,6 +78,14 @@ static void print_json(const hconn *h, const vmsig_msg *m)
         const vmsig_wire_memwrite_done *d = &ev->u.memdone;
         printf(",\"gpa\":%" PRIu64 ",\"len\":%" PRIu64 ",\"generation\":%" PRIu64
                ",\"writer\":%u", d->gpa, d->len, d->generation, d->writer);
+        break;
+    }
+    case VMSIG_EV_SNAPSHOT: {
+        const vmsig_wire_snap_event *s = &ev->u.snap;
+        char name[VMSIG_SNAP_NAME_MAX + 1];
+        snprintf(name, sizeof(name), "%.*s", (int)sizeof(s->name), s->name);
+        printf(",\"what\":%s,\"name\":%s,\"by\":%u,\"generation\":%" PRIu64,
+               jstr(snap_what(s->what)), jstr(name), s->by, s->generation);
         break;
     }
     case VMSIG_EV_ARB: {
@@ -138,6 +156,12 @@ void print_event(const hconn *h, const vmsig_msg *m)
         const vmsig_wire_memwrite_done *d = &ev->u.memdone;
         out(h, "%s MEMWRITE_DONE gpa=0x%" PRIx64 " len=%" PRIu64 " by uid %u gen %" PRIu64 "%s",
             head, d->gpa, d->len, d->writer, d->generation, snap);
+        break;
+    }
+    case VMSIG_EV_SNAPSHOT: {
+        const vmsig_wire_snap_event *s = &ev->u.snap;
+        out(h, "%s SNAPSHOT %s '%.*s' by %u gen %" PRIu64 "%s", head, snap_what(s->what),
+            (int)sizeof(s->name), s->name, s->by, s->generation, snap);
         break;
     }
     case VMSIG_EV_ARB: {

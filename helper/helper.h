@@ -159,5 +159,8 @@ int cmd_linux(int argc, char **argv);
 
 /* Print one UP event (text or JSON) as `watch` does. */
 void print_event(const hconn *h, const vmsig_msg *m);
+/* "saved" / "restored" / "deleted" for a VMSIG_SNAP_* op (EV_SNAPSHOT what). */
+const char *snap_what(uint32_t what);
+int cmd_snapshot(int argc, char **argv); /* cmd-snap.c */
 
 #endif /* VMSIG_HELPER_H */

@@ -131,6 +131,19 @@ const hcmd helper_cmds[] = {
       "Release CLASS. Ownership is per connection, so this is only useful after\n"
       "`acquire` on the same connection (`acquire run --then release run`);\n"
       "on a fresh connection it reports \"not the owner\" (exit 7).\n" },
+    { "snapshot", cmd_snapshot, "snapshot save|restore|delete NAME | list [--run|--pause] [--full] [--then COMMAND [ARGS]]",
+      "in-memory snapshots: save, restore (reset), delete, list",
+      "Keep the VM's state (guest RAM + device state) in QEMU's memory under NAME,\n"
+      "put the VM back into it, free it, or list them (CMD_SNAPSHOT). RESTORE copies\n"
+      "back only the pages written since the snapshot (--full: every page) and\n"
+      "publishes a new MEMCTX generation. The VM is left running or paused as it\n"
+      "was, or --run / --pause. --then runs one more command on the same connection\n"
+      "(`snapshot restore s0 --then cont`). Disks are not part of a snapshot: a VM\n"
+      "with a writable disk is refused. Needs SNAPSHOT (granted by name, not by\n"
+      "caps=all); class snapshot. See docs/snapshot.md.\n"
+      "  vmsig-helper snapshot save s0\n"
+      "  vmsig-helper snapshot restore --run s0\n"
+      "  vmsig-helper snapshot list\n" },
     { "grants", cmd_grants, "grants FILE", "check a grants file, print each entry's principal",
       "Read a grants file as the server will (the same parser: a file it would\n"
       "refuse is refused here, with the line and the reason) and print the\n"
@@ -640,6 +653,7 @@ static const char *const class_names[VMSIG_CLASS__COUNT] = {
     [VMSIG_CLASS_RUN] = "run",
     [VMSIG_CLASS_POWER] = "power",
     [VMSIG_CLASS_MEMWRITE] = "memwrite",
+    [VMSIG_CLASS_SNAPSHOT] = "snapshot",
 };
 
 uint32_t class_by_name(const char *s)

@@ -434,9 +434,12 @@ static void broadcast_row(vmsig_core *core, const vmsig_kind_row *k, vmsig_event
     core_enter(core);
     for (unsigned i = 0; i < n; i++) {
         vmsig_control *c = core->ctls[i];
-        if (c == also || covers_row(c, &c->sub, k, ev->endpoint)) {
-            deliver_to(c, ev, fds, nfds);
+        if (c != also && (!covers_row(c, &c->sub, k, ev->endpoint) ||
+                          (ev->kind == VMSIG_EV_ARB && ev->u.arb.cls == VMSIG_CLASS_SNAPSHOT &&
+                           !(c->features & VMSIG_FEAT_SNAPSHOT)))) {
+            continue; /* a 1.1 control never hears of the 1.2 class */
         }
+        deliver_to(c, ev, fds, nfds);
     }
     core_leave(core);
 }
@@ -901,6 +904,47 @@ static int cmd_check_kind(const vmsig_control *c, const vmsig_event *cmd)
     return 0;
 }
 
+/* A snapshot name: 1..31 of [A-Za-z0-9._-], NUL padded to the end. */
+static int snap_name_ok(const char *name)
+{
+    size_t n = 0;
+
+    while (n < VMSIG_SNAP_NAME_MAX && name[n]) {
+        char ch = name[n++];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-')) {
+            return 0;
+        }
+    }
+    if (n == 0 || n == VMSIG_SNAP_NAME_MAX) {
+        return 0;
+    }
+    while (n < VMSIG_SNAP_NAME_MAX) {
+        if (name[n++]) {
+            return 0; /* padding is zero */
+        }
+    }
+    return 1;
+}
+
+static int snapshot_check(const vmsig_event *cmd)
+{
+    vmsig_wire_snapshot s;
+    static const char zero[VMSIG_SNAP_NAME_MAX];
+
+    memcpy(&s, cmd->u.raw, sizeof(s));
+    if (s.reserved || s.op < VMSIG_SNAP_SAVE || s.op > VMSIG_SNAP_LIST ||
+        (s.flags & ~VMSIG_SNAP_F_KNOWN) || (s.flags && s.op != VMSIG_SNAP_RESTORE) ||
+        s.then > VMSIG_SNAP_THEN_PAUSE ||
+        (s.then && s.op != VMSIG_SNAP_SAVE && s.op != VMSIG_SNAP_RESTORE)) {
+        return -EINVAL;
+    }
+    if (s.op == VMSIG_SNAP_LIST) {
+        return memcmp(s.name, zero, sizeof(zero)) ? -EINVAL : 0;
+    }
+    return snap_name_ok(s.name) ? 0 : -EINVAL;
+}
+
 /* The payload: -EINVAL (-EFAULT for a wrapping MEMWRITE). */
 static int cmd_check_shape(const vmsig_event *cmd)
 {
@@ -925,6 +969,8 @@ static int cmd_check_shape(const vmsig_event *cmd)
         memcpy(&c, cmd->u.raw, sizeof(c));
         return c.op == VMSIG_CPU_REGS ? 0 : -EINVAL; /* the index is the backend's */
     }
+    case VMSIG_CMD_SNAPSHOT:
+        return snapshot_check(cmd);
     default:
         return -EOPNOTSUPP;
     }
@@ -942,7 +988,8 @@ static uint32_t cmd_caps(const vmsig_event *cmd)
 /* The exclusive class a command belongs to, 0 if none (VM query, NOP, ...). */
 static uint32_t cmd_class(const vmsig_event *cmd)
 {
-    if (cmd->kind == VMSIG_CMD_VM && cmd->u.cmd.op == VMSIG_VM_QUERY) {
+    if ((cmd->kind == VMSIG_CMD_VM && cmd->u.cmd.op == VMSIG_VM_QUERY) ||
+        (cmd->kind == VMSIG_CMD_SNAPSHOT && cmd->u.snapshot.op == VMSIG_SNAP_LIST)) {
         return 0;
     }
     return vmsig__kind(cmd->kind)->cls;
@@ -1084,6 +1131,10 @@ static int submit_checked(vmsig_control *c, const vmsig_event *cmd, vmsig_reply 
     r = cmd_check_shape(cmd);
     if (r < 0) {
         return r;
+    }
+    if ((cmd->kind == VMSIG_CMD_ACQUIRE || cmd->kind == VMSIG_CMD_RELEASE) &&
+        cmd->u.cmd.op == VMSIG_CLASS_SNAPSHOT && !(c->features & VMSIG_FEAT_SNAPSHOT)) {
+        return -EINVAL; /* a class of protocol 1.2: only with its feature */
     }
     switch (cmd->kind) {
     case VMSIG_CMD_NOP:

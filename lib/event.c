@@ -40,7 +40,7 @@ static const char *const cause_names[VMSIG_SC__COUNT] = {
 };
 
 static const char *const class_names[VMSIG_CLASS__COUNT] = {
-    NULL, "input", "run", "power", "memwrite",
+    NULL, "input", "run", "power", "memwrite", "snapshot",
 };
 
 const char *vmsig_runstate_name(uint32_t rs)
@@ -65,6 +65,7 @@ uint32_t vmsig_class_caps(uint32_t cls)
     case VMSIG_CLASS_RUN:      return VMSIG_CAP_VM | VMSIG_CAP_LIFECYCLE;
     case VMSIG_CLASS_POWER:    return VMSIG_CAP_POWER;
     case VMSIG_CLASS_MEMWRITE: return VMSIG_CAP_MEMWRITE;
+    case VMSIG_CLASS_SNAPSHOT: return VMSIG_CAP_SNAPSHOT;
     default:                   return 0;
     }
 }
@@ -156,6 +157,8 @@ const vmsig_kind_row vmsig__kind_rows[VMSIG__KIND_ROWS] = {
       VMSIG_SRC_SEAM, VMSIG_CAP_OBSERVE, 0, 0, "wakeup" },
     { VMSIG_EV_SHUTDOWN, VMSIG_WIRE_S2C, VMSIG_WIRE_FDS_NONE, SZ(vmsig_wire_seam), 0,
       VMSIG_SRC_SEAM, VMSIG_CAP_OBSERVE, 0, 0, "shutdown" },
+    { VMSIG_EV_SNAPSHOT, VMSIG_WIRE_S2C, VMSIG_WIRE_FDS_NONE, SZ(vmsig_wire_snap_event), 0,
+      VMSIG_SRC_SEAM, VMSIG_CAP_OBSERVE, 0, VMSIG_FEAT_SNAPSHOT, "snapshot" },
     { VMSIG_EV_MEMCTX, VMSIG_WIRE_S2C, VMSIG_WIRE_FDS_MEMCTX, SZ(vmsig_wire_memctx),
       VMSIG_MEMCTX_MAX_SEGS * SZ(vmsig_wire_memseg), VMSIG_SRC_MEMCTX, VMSIG_CAP_MEMCTX, 0, 0,
       "memctx" },
@@ -181,6 +184,8 @@ const vmsig_kind_row vmsig__kind_rows[VMSIG__KIND_ROWS] = {
       0, 0, 0, "release" },
     { VMSIG_CMD_CPU, VMSIG_WIRE_C2S, VMSIG_WIRE_FDS_NONE, SZ(vmsig_wire_cpu), 0, NOSRC,
       VMSIG_CAP_CPU, 0, VMSIG_FEAT_CPU, "cpu" },
+    { VMSIG_CMD_SNAPSHOT, VMSIG_WIRE_C2S, VMSIG_WIRE_FDS_NONE, SZ(vmsig_wire_snapshot), 0,
+      NOSRC, VMSIG_CAP_SNAPSHOT, VMSIG_CLASS_SNAPSHOT, VMSIG_FEAT_SNAPSHOT, "snapshot" },
 };
 
 _Static_assert(sizeof(vmsig__kind_rows) / sizeof(vmsig__kind_rows[0]) == VMSIG__KIND_ROWS,

@@ -37,7 +37,7 @@ typedef struct vmsig_kind_row {
     const char *name;
 } vmsig_kind_row;
 
-#define VMSIG__KIND_ROWS 23u
+#define VMSIG__KIND_ROWS 25u
 extern const vmsig_kind_row vmsig__kind_rows[VMSIG__KIND_ROWS];
 
 /*
@@ -55,10 +55,10 @@ static inline const vmsig_kind_row *vmsig__kind(uint32_t kind)
         uint16_t base;
     } groups[0x11] = {
         [0x00] = { 0, 5, VMSIG_MSG_HELLO },
-        [0x01] = { 5, 6, VMSIG_EV_RUNSTATE },
-        [0x02] = { 11, 2, VMSIG_EV_MEMCTX },
-        [0x03] = { 13, 1, VMSIG_EV_ARB },
-        [0x10] = { 14, 9, VMSIG_CMD_NOP },
+        [0x01] = { 5, 7, VMSIG_EV_RUNSTATE },
+        [0x02] = { 12, 2, VMSIG_EV_MEMCTX },
+        [0x03] = { 14, 1, VMSIG_EV_ARB },
+        [0x10] = { 15, 10, VMSIG_CMD_NOP },
     };
     uint32_t g = kind >> 8, off;
 

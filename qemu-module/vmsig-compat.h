@@ -19,11 +19,20 @@
 #include "system/cpus.h"
 #include "system/runstate.h"
 #include "system/system.h"
+#include "system/block-backend.h"
+#include "exec/tb-flush.h"
 #else
 #include "sysemu/hw_accel.h"
 #include "sysemu/cpus.h"
 #include "sysemu/runstate.h"
 #include "sysemu/sysemu.h"
+#include "sysemu/block-backend.h"
+/*
+ * tb_flush() is declared in exec/exec-all.h, which needs the target's cpu.h
+ * and so cannot be included by a target-independent module; 8.1 moved it
+ * to exec/tb-flush.h.  Same signature in every version.
+ */
+void tb_flush(CPUState *cpu);
 #endif
 #include "exec/memory.h"
 #include "exec/address-spaces.h"

@@ -41,6 +41,7 @@ typedef struct VmsigSeg {
     uint64_t size;
     uint64_t offset;  /* in the RAM block, which is the offset in its fd */
     RAMBlock *rb;
+    MemoryRegion *mr; /* the RAM region that owns rb */
     int qfd;          /* QEMU's own fd of the block, -1 if none */
     dev_t dev;        /* identity of the file behind qfd */
     ino_t ino;
@@ -100,6 +101,7 @@ static void vmsig_mem_collect(MemoryListener *l, MemoryRegionSection *s)
      */
     seg.offset = s->offset_within_region;
     seg.rb = rb;
+    seg.mr = s->mr;
     seg.qfd = qemu_ram_get_fd(rb);
     seg.shareable = seg.qfd >= 0 && qemu_ram_is_shared(rb);
     if (seg.qfd >= 0 && fstat(seg.qfd, &st) == 0) {
@@ -414,6 +416,43 @@ VmsigMem *vmsig_mem_new(vmsig_core *core, uint32_t endpoint, Error **errp)
     /* Registration replays the current map: begin, region_add..., commit. */
     memory_listener_register(&m->listener, &address_space_memory);
     return m;
+}
+
+unsigned vmsig_mem_blocks(VmsigMem *m, VmsigRamBlock *out, unsigned max)
+{
+    unsigned n = 0, k;
+    guint i;
+
+    for (i = 0; m->have_cur && i < m->cur->len; i++) {
+        VmsigSeg *s = &g_array_index(m->cur, VmsigSeg, i);
+
+        for (k = 0; k < n && out[k].rb != s->rb; k++) {
+            /* seen already? */
+        }
+        if (k == n && n < max) {
+            out[n++] = (VmsigRamBlock) { .rb = s->rb, .mr = s->mr };
+        }
+    }
+    return n;
+}
+
+void vmsig_mem_republish(VmsigMem *m)
+{
+    int status;
+
+    if (!m->have_cur || m->cur->len == 0) {
+        return;
+    }
+    vmsig_pending_free(m->pending);
+    m->pending = vmsig_build(m, m->cur, &status);
+    if (status != 0) {
+        /* an unavailable map has nothing anyone could have read */
+        vmsig_pending_free(m->pending);
+        m->pending = NULL;
+        return;
+    }
+    m->cur_status = status;
+    vmsig_mem_flush(m);
 }
 
 void vmsig_mem_free(VmsigMem *m)

@@ -60,6 +60,7 @@ struct VmsigState {
     uint32_t handshake_timeout;
     uint32_t max_controls;
     bool log_events;
+    uint64_t snapshot_limit;        /* bytes all snapshots may use */
 
     bool completed;
 
@@ -67,6 +68,7 @@ struct VmsigState {
     vmsig_grants *grant_table;      /* borrowed by the core's listener */
     vmsig_core *core;
     VmsigMem *mem;
+    VmsigSnap *snap;
     vmsig_inproc *log;              /* log-events: the in-process control */
     VMChangeStateEntry *vmse;
     Notifier suspend;               /* QEMU's notifiers -> SEAM */
@@ -187,6 +189,8 @@ static vmsig_arb_policy vmsig_policy(VmsigState *s)
     return vmsig_arb_policy_by_name(VmsigPolicy_str(s->policy));
 }
 
+#define VMSIG_SNAPSHOT_LIMIT_DEFAULT (1ull << 30)
+
 static bool vmsig_get_log_events(Object *obj, Error **errp)
 {
     return VMSIG(obj)->log_events;
@@ -198,6 +202,26 @@ static void vmsig_set_log_events(Object *obj, bool value, Error **errp)
 
     if (vmsig_check_mutable(s, "log-events", errp)) {
         s->log_events = value;
+    }
+}
+
+static void vmsig_get_snapshot_limit(Object *obj, Visitor *v, const char *name,
+                                     void *opaque, Error **errp)
+{
+    uint64_t value = VMSIG(obj)->snapshot_limit;
+
+    visit_type_size(v, name, &value, errp);
+}
+
+static void vmsig_set_snapshot_limit(Object *obj, Visitor *v, const char *name,
+                                     void *opaque, Error **errp)
+{
+    VmsigState *s = VMSIG(obj);
+    uint64_t value;
+
+    if (vmsig_check_mutable(s, name, errp) &&
+        visit_type_size(v, name, &value, errp)) {
+        s->snapshot_limit = value;
     }
 }
 
@@ -547,7 +571,16 @@ static int vmsig_run_command(VmsigState *s, const vmsig_event *cmd,
 static int vmsig_backend_command(void *opaque, const vmsig_event *cmd,
                                  uint32_t principal, vmsig_reply *reply)
 {
-    int ret = vmsig_run_command(opaque, cmd, reply);
+    VmsigState *s = opaque;
+    int ret;
+
+    if (cmd->kind == VMSIG_CMD_SNAPSHOT) {
+        ret = s->snap ? vmsig_snap_command(s->snap, OBJECT(s), cmd, principal,
+                                           reply)
+                      : -ENODEV;
+    } else {
+        ret = vmsig_run_command(s, cmd, reply);
+    }
 
     trace_vmsig_command(cmd->kind, cmd->u.cmd.op, principal, ret);
     return ret;
@@ -589,6 +622,8 @@ static void vmsig_teardown(VmsigState *s)
     }
     vmsig_inproc_free(s->log); /* before the core it is attached to */
     s->log = NULL;
+    vmsig_snap_free(s->snap); /* before the map it copies */
+    s->snap = NULL;
     vmsig_mem_free(s->mem);
     s->mem = NULL;
     if (s->core) {
@@ -822,6 +857,7 @@ static bool vmsig_start(VmsigState *s, Error **errp)
     if (!s->mem) {
         return false;
     }
+    s->snap = vmsig_snap_new(s->core, s->mem, s->endpoint, s->snapshot_limit);
     return !s->log_events || vmsig_log_start(s, errp);
 }
 
@@ -881,6 +917,13 @@ static void vmsig_class_init(ObjectClass *oc, void *data)
     object_property_set_default_bool(op, false);
     object_class_property_set_description(oc, "log-events",
         "Write every event to QEMU's log through an in-process control");
+
+    op = object_class_property_add(oc, "snapshot-limit", "size",
+                                   vmsig_get_snapshot_limit,
+                                   vmsig_set_snapshot_limit, NULL, NULL);
+    object_property_set_default_uint(op, VMSIG_SNAPSHOT_LIMIT_DEFAULT);
+    object_class_property_set_description(oc, "snapshot-limit",
+        "Bytes of host memory all in-memory snapshots may use together");
 
     for (i = 0; i < ARRAY_SIZE(vmsig_uint_options); i++) {
         const VmsigUintOption *o = &vmsig_uint_options[i];

@@ -9,6 +9,8 @@
  *   vmsig-mem.c    MemoryListener -> versioned MEMCTX with read-only fds;
  *                  CMD_MEMWRITE
  *   vmsig-input.c  CMD_INPUT through QEMU's input layer
+ *   vmsig-cpu.c    CMD_CPU: vCPU registers
+ *   vmsig-snap.c   CMD_SNAPSHOT: in-memory snapshots, dirty-page restore
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or later.
  */
@@ -20,6 +22,13 @@
 #include "vmsig/vmsig_core.h"
 
 typedef struct VmsigMem VmsigMem;
+typedef struct VmsigSnap VmsigSnap;
+
+/* A RAM block of the MEMCTX map and the RAM region that owns it. */
+typedef struct VmsigRamBlock {
+    RAMBlock *rb;
+    MemoryRegion *mr;
+} VmsigRamBlock;
 
 /*
  * ---- QEMU version shims ----
@@ -78,6 +87,38 @@ void vmsig_mem_free(VmsigMem *m);
  */
 int vmsig_mem_write(VmsigMem *m, Object *owner, const vmsig_event *cmd,
                     vmsig_reply *reply);
+
+/* The distinct RAM blocks of the current map (at most max), in map order. */
+unsigned vmsig_mem_blocks(VmsigMem *m, VmsigRamBlock *out, unsigned max);
+
+/*
+ * Publish the current map again with a new generation (read-only fds
+ * reopened): after something rewrote guest RAM wholesale (a snapshot
+ * RESTORE), so a mapped reader knows every page may have changed.
+ */
+void vmsig_mem_republish(VmsigMem *m);
+
+/*
+ * In-memory snapshots (vmsig-snap.c) of the RAM blocks mem maps, at most
+ * limit bytes together. core and mem are borrowed and outlive it.
+ */
+VmsigSnap *vmsig_snap_new(vmsig_core *core, VmsigMem *mem, uint32_t endpoint,
+                          uint64_t limit);
+/* Frees every snapshot (dirty logging off). NULL is a no-op. */
+void vmsig_snap_free(VmsigSnap *sn);
+
+/*
+ * CMD_SNAPSHOT (cmd->u.snapshot, shape checked by the core). With
+ * reply->ticket, SAVE/RESTORE/DELETE are queued and run from a bottom
+ * half in arrival order (-EINPROGRESS; owner referenced until answered);
+ * without (an in-process control), and for LIST, they run now. Refusals
+ * carry a text: -ENOENT no such name, -ESTALE RAM blocks changed since the
+ * SAVE, -EOPNOTSUPP a writable disk or a vfio/vhost-user device, -ENOSPC
+ * snapshot-limit or VMSIG_SNAP_MAX reached, -EINVAL a run state other than
+ * running/paused/prelaunch, -EIO QEMU could not save/load device state.
+ */
+int vmsig_snap_command(VmsigSnap *sn, Object *owner, const vmsig_event *cmd,
+                       uint32_t principal, vmsig_reply *reply);
 
 
 /*

@@ -19,7 +19,7 @@
 #define VMSIG_DIR_DOWN 2u /* control -> VM */
 
 /* Event sources: bit (1u << VMSIG_SRC_x) in a subscription's source_mask. */
-#define VMSIG_SRC_SEAM   0u /* VMSIG_EV_RUNSTATE..SHUTDOWN; needs CAP_OBSERVE */
+#define VMSIG_SRC_SEAM   0u /* VMSIG_EV_RUNSTATE..SNAPSHOT; needs CAP_OBSERVE */
 #define VMSIG_SRC_MEMCTX 1u /* VMSIG_EV_MEMCTX, MEMWRITE_DONE; needs CAP_MEMCTX */
 #define VMSIG_SRC_ARB    2u /* VMSIG_EV_ARB; needs CAP_OBSERVE */
 #define VMSIG_SRC_ALL    ((1u << VMSIG_SRC_SEAM) | (1u << VMSIG_SRC_MEMCTX) | (1u << VMSIG_SRC_ARB))
@@ -34,6 +34,8 @@
 #define VMSIG_CAP_MEMCTX    0x80u  /* receive MEMCTX (read-only RAM fds) and MEMWRITE_DONE */
 #define VMSIG_CAP_MEMWRITE  0x100u /* CMD_MEMWRITE */
 #define VMSIG_CAP_CPU       0x200u /* CMD_CPU: read vCPU registers (since 1.0 + VMSIG_FEAT_CPU) */
+#define VMSIG_CAP_SNAPSHOT  0x400u /* CMD_SNAPSHOT: save/restore/delete/list in-memory
+                                    * snapshots (VMSIG_FEAT_SNAPSHOT) */
 #define VMSIG_CAPS(X) \
     X(OBSERVE, VMSIG_CAP_OBSERVE) \
     X(INPUT, VMSIG_CAP_INPUT) \
@@ -42,7 +44,8 @@
     X(VM, VMSIG_CAP_VM) \
     X(MEMCTX, VMSIG_CAP_MEMCTX) \
     X(MEMWRITE, VMSIG_CAP_MEMWRITE) \
-    X(CPU, VMSIG_CAP_CPU)
+    X(CPU, VMSIG_CAP_CPU) \
+    X(SNAPSHOT, VMSIG_CAP_SNAPSHOT)
 #define VMSIG__CAP_OR(name, bit) | (bit)
 /* Every capability this version knows (what a grant may carry). */
 #define VMSIG_CAP_ALL (0u VMSIG_CAPS(VMSIG__CAP_OR))
@@ -96,7 +99,8 @@ const char *vmsig_kind_name(uint32_t kind);
 const char *vmsig_class_name(uint32_t cls);
 
 /* The capabilities that let a control ACQUIRE a class (any one of them):
- * INPUT: INPUT; RUN: VM or LIFECYCLE; POWER: POWER; MEMWRITE: MEMWRITE.
+ * INPUT: INPUT; RUN: VM or LIFECYCLE; POWER: POWER; MEMWRITE: MEMWRITE;
+ * SNAPSHOT: SNAPSHOT.
  * 0 for an unknown class. */
 uint32_t vmsig_class_caps(uint32_t cls);
 const char *vmsig_cap_name(uint32_t cap_bit);
@@ -123,6 +127,8 @@ typedef struct vmsig_event {
         vmsig_wire_cmd           cmd;      /* CMD_VM/LIFECYCLE/POWER/ACQUIRE/RELEASE */
         vmsig_wire_input         input;    /* CMD_INPUT */
         vmsig_wire_memwrite      memwrite; /* CMD_MEMWRITE */
+        vmsig_wire_snapshot      snapshot; /* CMD_SNAPSHOT */
+        vmsig_wire_snap_event    snap;     /* VMSIG_EV_SNAPSHOT */
         uint8_t                  raw[128];
     } u;
     /* Out-of-line payload, borrowed: MEMCTX: nseg vmsig_wire_memseg;

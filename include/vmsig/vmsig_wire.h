@@ -29,7 +29,7 @@
  * minor version (docs/protocol.rst "Negotiation").
  */
 #define VMSIG_WIRE_MAJOR 1u
-#define VMSIG_WIRE_MINOR 1u
+#define VMSIG_WIRE_MINOR 2u
 
 /*
  * Feature bits (HELLO.features: offered by the client; WELCOME.features: the
@@ -40,7 +40,9 @@
 #define VMSIG_FEAT_VMINFO_HOST (1ull << 0) /* CMD_VM query REPLY carries vmsig_wire_vminfo_host */
 #define VMSIG_FEAT_CPU         (1ull << 1) /* CMD_CPU: vCPU registers, REPLY bodies up to
                                             * VMSIG_REPLY_BODY_MAX */
-#define VMSIG_FEATURES_KNOWN   (VMSIG_FEAT_VMINFO_HOST | VMSIG_FEAT_CPU)
+#define VMSIG_FEAT_SNAPSHOT    (1ull << 2) /* CMD_SNAPSHOT, EV_SNAPSHOT, class SNAPSHOT
+                                            * (protocol 1.2) */
+#define VMSIG_FEATURES_KNOWN   (VMSIG_FEAT_VMINFO_HOST | VMSIG_FEAT_CPU | VMSIG_FEAT_SNAPSHOT)
 
 /* Limits (see docs/protocol.rst "Limits"). */
 #define VMSIG_WIRE_MAX_PAYLOAD   ((1u << 20) + 4096u) /* largest payload after the header */
@@ -67,6 +69,8 @@
 #define VMSIG_EV_SUSPEND         0x0104u /* guest suspended (S3) */
 #define VMSIG_EV_WAKEUP          0x0105u /* guest woke up from suspend */
 #define VMSIG_EV_SHUTDOWN        0x0106u /* QEMU is shutting down the VM, with a cause */
+#define VMSIG_EV_SNAPSHOT        0x0107u /* an in-memory snapshot was saved, restored or
+                                          * deleted (VMSIG_FEAT_SNAPSHOT) */
 
 #define VMSIG_EV_MEMCTX          0x0201u /* guest RAM map + read-only fds */
 #define VMSIG_EV_MEMWRITE_DONE   0x0202u /* a CMD_MEMWRITE was applied */
@@ -82,6 +86,7 @@
 #define VMSIG_CMD_ACQUIRE        0x1006u /* take exclusive (endpoint, class) */
 #define VMSIG_CMD_RELEASE        0x1007u /* give it back */
 #define VMSIG_CMD_CPU            0x1008u /* vCPU state (VMSIG_FEAT_CPU) */
+#define VMSIG_CMD_SNAPSHOT       0x1009u /* in-memory snapshots (VMSIG_FEAT_SNAPSHOT) */
 
 /* Frame header flags (server -> client only; a client frame's flags are 0). */
 #define VMSIG_F_SNAPSHOT 0x01u /* UP event re-sent as current state to a new subscriber */
@@ -258,7 +263,8 @@ _Static_assert(sizeof(vmsig_wire_arb) == 16, "arb size");
 #define VMSIG_CLASS_RUN      2u /* CMD_VM stop/cont, CMD_LIFECYCLE */
 #define VMSIG_CLASS_POWER    3u /* CMD_POWER */
 #define VMSIG_CLASS_MEMWRITE 4u /* CMD_MEMWRITE */
-#define VMSIG_CLASS__COUNT   5u
+#define VMSIG_CLASS_SNAPSHOT 5u /* CMD_SNAPSHOT save/restore/delete (VMSIG_FEAT_SNAPSHOT) */
+#define VMSIG_CLASS__COUNT   6u
 
 #define VMSIG_VM_QUERY 1u
 #define VMSIG_VM_STOP  2u
@@ -397,6 +403,78 @@ typedef struct vmsig_wire_cpu_regs {
     vmsig_wire_dtr idt;
 } vmsig_wire_cpu_regs;
 _Static_assert(sizeof(vmsig_wire_cpu_regs) == 368, "cpu_regs size");
+
+/* ---- CMD_SNAPSHOT, EV_SNAPSHOT (VMSIG_FEAT_SNAPSHOT, VMSIG_CAP_SNAPSHOT) ---- */
+
+#define VMSIG_SNAP_SAVE    1u /* keep guest RAM + device state under a name (replaces
+                               * a snapshot of that name) */
+#define VMSIG_SNAP_RESTORE 2u /* put the VM back into a snapshot's state */
+#define VMSIG_SNAP_DELETE  3u /* free a snapshot */
+#define VMSIG_SNAP_LIST    4u /* REPLY body: vmsig_wire_snap_list + count vmsig_wire_snap_info */
+
+/* The run state SAVE/RESTORE leave the VM in. */
+#define VMSIG_SNAP_THEN_KEEP  0u /* as it was before the command */
+#define VMSIG_SNAP_THEN_RUN   1u /* running (RESTORE + RUN: an episode reset) */
+#define VMSIG_SNAP_THEN_PAUSE 2u /* paused */
+
+#define VMSIG_SNAP_F_FULL  0x1u /* RESTORE: copy every page back, not only the
+                                 * ones written since the snapshot */
+#define VMSIG_SNAP_F_KNOWN VMSIG_SNAP_F_FULL
+
+#define VMSIG_SNAP_NAME_MAX 32u /* name bytes incl. the NUL: 1..31 of [A-Za-z0-9._-] */
+#define VMSIG_SNAP_MAX      16u /* snapshots one VM keeps at once */
+
+/* CMD_SNAPSHOT payload. */
+typedef struct vmsig_wire_snapshot {
+    uint32_t op;       /* VMSIG_SNAP_* */
+    uint32_t then;     /* SAVE/RESTORE: VMSIG_SNAP_THEN_*; else 0 */
+    uint32_t flags;    /* VMSIG_SNAP_F_* (RESTORE only); else 0 */
+    uint32_t reserved; /* 0 */
+    char     name[VMSIG_SNAP_NAME_MAX]; /* NUL padded; LIST: all zero */
+} vmsig_wire_snapshot;
+_Static_assert(sizeof(vmsig_wire_snapshot) == 48, "snapshot size");
+
+/* One snapshot. */
+typedef struct vmsig_wire_snap_info {
+    char     name[VMSIG_SNAP_NAME_MAX]; /* NUL padded */
+    uint64_t ram_bytes;   /* guest RAM it holds (its share of snapshot-limit) */
+    uint64_t age_ms;      /* since its SAVE */
+    uint32_t state_bytes; /* device state (QEMU's vmstate without RAM) */
+    uint32_t restores;    /* RESTOREs of it so far */
+} vmsig_wire_snap_info;
+_Static_assert(sizeof(vmsig_wire_snap_info) == 56, "snap_info size");
+
+/* REPLY body of SAVE, RESTORE and DELETE. */
+typedef struct vmsig_wire_snap_result {
+    vmsig_wire_snap_info info; /* the snapshot (DELETE: as it was) */
+    uint64_t generation;  /* MEMCTX generation after the command (RESTORE: a new one) */
+    uint64_t pages;       /* SAVE: pages copied; RESTORE: pages copied back */
+    uint64_t stopped_ns;  /* how long the vCPUs were stopped for it */
+    uint32_t full;        /* RESTORE: 1 if every page was copied back */
+    uint32_t reserved;    /* 0 */
+} vmsig_wire_snap_result;
+_Static_assert(sizeof(vmsig_wire_snap_result) == 88, "snap_result size");
+
+/* REPLY body of LIST: this, then count vmsig_wire_snap_info (oldest first). */
+typedef struct vmsig_wire_snap_list {
+    uint32_t count;
+    uint32_t max;   /* VMSIG_SNAP_MAX */
+    uint64_t used;  /* bytes all snapshots hold (RAM + device state) */
+    uint64_t limit; /* the object's snapshot-limit */
+} vmsig_wire_snap_list;
+_Static_assert(sizeof(vmsig_wire_snap_list) == 24, "snap_list size");
+_Static_assert(sizeof(vmsig_wire_snap_list) + VMSIG_SNAP_MAX * sizeof(vmsig_wire_snap_info) <=
+               1024, "a full LIST fits a REPLY body");
+
+/* VMSIG_EV_SNAPSHOT payload. */
+typedef struct vmsig_wire_snap_event {
+    uint32_t what;       /* VMSIG_SNAP_SAVE, _RESTORE or _DELETE */
+    uint32_t by;         /* principal of the control that sent the command */
+    uint64_t generation; /* MEMCTX generation after it: after a RESTORE a new
+                          * map was published, and every page may differ */
+    char     name[VMSIG_SNAP_NAME_MAX];
+} vmsig_wire_snap_event;
+_Static_assert(sizeof(vmsig_wire_snap_event) == 48, "snap_event size");
 
 /* CMD_MEMWRITE payload: this struct, then `len` data bytes (<= VMSIG_MEMWRITE_MAX). */
 typedef struct vmsig_wire_memwrite {

@@ -8,10 +8,11 @@ and every offset against a C compiler's offsetof().
 
 # Every integer #define VMSIG_* of vmsig_wire.h, vmsig_event.h, vmsig_keys.h.
 VMSIG_WIRE_MAJOR = 1
-VMSIG_WIRE_MINOR = 1
+VMSIG_WIRE_MINOR = 2
 VMSIG_FEAT_VMINFO_HOST = 1
 VMSIG_FEAT_CPU = 2
-VMSIG_FEATURES_KNOWN = 3
+VMSIG_FEAT_SNAPSHOT = 4
+VMSIG_FEATURES_KNOWN = 7
 VMSIG_WIRE_MAX_PAYLOAD = 0x101000
 VMSIG_WIRE_MAX_FDS = 0x10
 VMSIG_MEMWRITE_MAX = 0x100000
@@ -30,6 +31,7 @@ VMSIG_EV_POWERDOWN = 0x103
 VMSIG_EV_SUSPEND = 0x104
 VMSIG_EV_WAKEUP = 0x105
 VMSIG_EV_SHUTDOWN = 0x106
+VMSIG_EV_SNAPSHOT = 0x107
 VMSIG_EV_MEMCTX = 0x201
 VMSIG_EV_MEMWRITE_DONE = 0x202
 VMSIG_EV_ARB = 0x301
@@ -42,6 +44,7 @@ VMSIG_CMD_MEMWRITE = 0x1005
 VMSIG_CMD_ACQUIRE = 0x1006
 VMSIG_CMD_RELEASE = 0x1007
 VMSIG_CMD_CPU = 0x1008
+VMSIG_CMD_SNAPSHOT = 0x1009
 VMSIG_F_SNAPSHOT = 1
 VMSIG_F_KNOWN = 1
 VMSIG_RS_DEBUG = 0
@@ -82,7 +85,8 @@ VMSIG_CLASS_INPUT = 1
 VMSIG_CLASS_RUN = 2
 VMSIG_CLASS_POWER = 3
 VMSIG_CLASS_MEMWRITE = 4
-VMSIG_CLASS__COUNT = 5
+VMSIG_CLASS_SNAPSHOT = 5
+VMSIG_CLASS__COUNT = 6
 VMSIG_VM_QUERY = 1
 VMSIG_VM_STOP = 2
 VMSIG_VM_CONT = 3
@@ -113,6 +117,17 @@ VMSIG_ARCH_X86_64 = 1
 VMSIG_CPU_F_HALTED = 1
 VMSIG_CPU_F_LMA = 2
 VMSIG_CPU_F_PAGING = 4
+VMSIG_SNAP_SAVE = 1
+VMSIG_SNAP_RESTORE = 2
+VMSIG_SNAP_DELETE = 3
+VMSIG_SNAP_LIST = 4
+VMSIG_SNAP_THEN_KEEP = 0
+VMSIG_SNAP_THEN_RUN = 1
+VMSIG_SNAP_THEN_PAUSE = 2
+VMSIG_SNAP_F_FULL = 1
+VMSIG_SNAP_F_KNOWN = 1
+VMSIG_SNAP_NAME_MAX = 0x20
+VMSIG_SNAP_MAX = 0x10
 VMSIG_DIR_UP = 1
 VMSIG_DIR_DOWN = 2
 VMSIG_SRC_SEAM = 0
@@ -127,6 +142,7 @@ VMSIG_CAP_VM = 0x40
 VMSIG_CAP_MEMCTX = 0x80
 VMSIG_CAP_MEMWRITE = 0x100
 VMSIG_CAP_CPU = 0x200
+VMSIG_CAP_SNAPSHOT = 0x400
 VMSIG_CAP_ALL_1_0 = 0x1eb
 VMSIG_CAP_RETIRED = 0x14
 VMSIG_REPLY_BODY_MAX_1_0 = 0x100
@@ -306,6 +322,44 @@ STRUCTS = {
         ('idt.limit', 360, 4),
         ('idt.reserved', 364, 4),
     ]),
+    'vmsig_wire_snapshot': ('<IIII32s', 48, [
+        ('op', 0, 4),
+        ('then', 4, 4),
+        ('flags', 8, 4),
+        ('reserved', 12, 4),
+        ('name', 16, 32),
+    ]),
+    'vmsig_wire_snap_info': ('<32sQQII', 56, [
+        ('name', 0, 32),
+        ('ram_bytes', 32, 8),
+        ('age_ms', 40, 8),
+        ('state_bytes', 48, 4),
+        ('restores', 52, 4),
+    ]),
+    'vmsig_wire_snap_result': ('<32sQQIIQQQII', 88, [
+        ('info.name', 0, 32),
+        ('info.ram_bytes', 32, 8),
+        ('info.age_ms', 40, 8),
+        ('info.state_bytes', 48, 4),
+        ('info.restores', 52, 4),
+        ('generation', 56, 8),
+        ('pages', 64, 8),
+        ('stopped_ns', 72, 8),
+        ('full', 80, 4),
+        ('reserved', 84, 4),
+    ]),
+    'vmsig_wire_snap_list': ('<IIQQ', 24, [
+        ('count', 0, 4),
+        ('max', 4, 4),
+        ('used', 8, 8),
+        ('limit', 16, 8),
+    ]),
+    'vmsig_wire_snap_event': ('<IIQ32s', 48, [
+        ('what', 0, 4),
+        ('by', 4, 4),
+        ('generation', 8, 8),
+        ('name', 16, 32),
+    ]),
     'vmsig_wire_memwrite': ('<QII', 16, [
         ('gpa', 0, 8),
         ('len', 8, 4),
@@ -476,4 +530,5 @@ CAP_NAMES = {
     'MEMCTX': VMSIG_CAP_MEMCTX,
     'MEMWRITE': VMSIG_CAP_MEMWRITE,
     'CPU': VMSIG_CAP_CPU,
+    'SNAPSHOT': VMSIG_CAP_SNAPSHOT,
 }

@@ -710,6 +710,82 @@ static void test_memctx_refusals(void)
 
 /* ================= command checks ================= */
 
+static int send_snap(rec *r, uint32_t op, uint32_t then, uint32_t flags, const char *name,
+                     size_t name_len)
+{
+    vmsig_event c = mkcmd(VMSIG_CMD_SNAPSHOT, 0, 0);
+
+    c.u.snapshot = (vmsig_wire_snapshot){ .op = op, .then = then, .flags = flags };
+    memcpy(c.u.snapshot.name, name, name_len);
+    return vmsig_inproc_send(r->ic, &c, NULL);
+}
+
+/* CMD_SNAPSHOT: shape, capability, class (LIST has none), EV_SNAPSHOT. */
+static void test_snapshot_cmd(void)
+{
+    fixture f;
+    rec *a, *b, *nocap, *obs;
+    char bad[VMSIG_SNAP_NAME_MAX];
+
+    fx_init(&f, vmsig_arb_deny);
+    a = rec_new(&f, mkgrant(1, VMSIG_CAP_ALL, ALL_EPS, 0), 0, 0);
+    b = rec_new(&f, mkgrant(2, VMSIG_CAP_SNAPSHOT, ALL_EPS, 0), 0, 0);
+    nocap = rec_new(&f, mkgrant(3, VMSIG_CAP_ALL_1_0 | VMSIG_CAP_CPU, ALL_EPS, 0), 0, 0);
+    obs = rec_new(&f, mkgrant(4, VMSIG_CAP_OBSERVE, ALL_EPS, 0), 1u << VMSIG_SRC_SEAM, ALL_EPS);
+
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_SAVE, VMSIG_SNAP_THEN_RUN, 0, "s0", 2), ==, 0);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_RESTORE, 0, VMSIG_SNAP_F_FULL, "a-b_c.9", 7), ==, 0);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_LIST, 0, 0, "", 0), ==, 0);
+    /* shape */
+    g_assert_cmpint(send_snap(a, 0, 0, 0, "s0", 2), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_LIST + 1, 0, 0, "s0", 2), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_SAVE, 3, 0, "s0", 2), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_DELETE, VMSIG_SNAP_THEN_RUN, 0, "s0", 2), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_SAVE, 0, VMSIG_SNAP_F_FULL, "s0", 2), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_RESTORE, 0, 0x2, "s0", 2), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_SAVE, 0, 0, "", 0), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_SAVE, 0, 0, "a b", 3), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_SAVE, 0, 0, "s0\0x", 4), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_LIST, 0, 0, "s0", 2), ==, -EINVAL);
+    memset(bad, 'x', sizeof(bad));
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_SAVE, 0, 0, bad, sizeof(bad)), ==, -EINVAL);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_SAVE, 0, 0, bad, sizeof(bad) - 1), ==, 0);
+    {
+        vmsig_event c = mkcmd(VMSIG_CMD_SNAPSHOT, 0, 0);
+        c.u.snapshot = (vmsig_wire_snapshot){ .op = VMSIG_SNAP_SAVE, .reserved = 1,
+                                               .name = "s0" };
+        g_assert_cmpint(vmsig_inproc_send(a->ic, &c, NULL), ==, -EINVAL);
+    }
+    /* capability: not in caps=all (the 1.0 set) */
+    g_assert_cmpint(send_snap(nocap, VMSIG_SNAP_LIST, 0, 0, "", 0), ==, -EPERM);
+    g_assert_cmpint(send_cmd(nocap, VMSIG_CMD_ACQUIRE, 0, VMSIG_CLASS_SNAPSHOT), ==, -EPERM);
+    /* class: the owner's SAVE goes, another's is -EBUSY; LIST is never classed */
+    g_assert_cmpint(send_cmd(a, VMSIG_CMD_ACQUIRE, 0, VMSIG_CLASS_SNAPSHOT), ==, 0);
+    g_assert_cmpint(send_snap(b, VMSIG_SNAP_RESTORE, 0, 0, "s0", 2), ==, -EBUSY);
+    g_assert_cmpint(send_snap(b, VMSIG_SNAP_LIST, 0, 0, "", 0), ==, 0);
+    g_assert_cmpint(send_snap(a, VMSIG_SNAP_DELETE, 0, 0, "s0", 2), ==, 0);
+    g_assert_cmpint(send_cmd(a, VMSIG_CMD_RELEASE, 0, VMSIG_CLASS_SNAPSHOT), ==, 0);
+    g_assert_cmpint(send_snap(b, VMSIG_SNAP_RESTORE, 0, 0, "s0", 2), ==, 0);
+    /* EV_SNAPSHOT from the host reaches a SEAM observer */
+    {
+        vmsig_event ev = { .kind = VMSIG_EV_SNAPSHOT, .endpoint = 0,
+                           .u.snap = { .what = VMSIG_SNAP_RESTORE, .by = 2,
+                                       .generation = 7, .name = "s0" } };
+        const vmsig_event *got;
+        g_assert_cmpint(vmsig_core_publish(f.core, &ev), ==, 0);
+        got = rec_last(obs, VMSIG_EV_SNAPSHOT);
+        g_assert_nonnull(got);
+        g_assert_cmpuint(got->u.snap.what, ==, VMSIG_SNAP_RESTORE);
+        g_assert_cmpuint(got->u.snap.generation, ==, 7);
+        g_assert_cmpstr(got->u.snap.name, ==, "s0");
+    }
+    rec_free(a);
+    rec_free(b);
+    rec_free(nocap);
+    rec_free(obs);
+    vmsig_core_free(f.core);
+}
+
 static void test_submit_eperm(void)
 {
     static const struct {
@@ -1124,7 +1200,7 @@ static void test_memwrite_done(void)
 static void test_attach_retired(void)
 {
     fixture f;
-    static const uint32_t bad[] = { 0x4, 0x10, VMSIG_CAP_OBSERVE | 0x4, 0x400, 0x80000000u };
+    static const uint32_t bad[] = { 0x4, 0x10, VMSIG_CAP_OBSERVE | 0x4, 0x800, 0x80000000u };
     int err;
 
     fx_init(&f, vmsig_arb_deny);
@@ -1511,6 +1587,7 @@ int main(int argc, char **argv)
     g_test_add_func("/core/submit/eperm", test_submit_eperm);
     g_test_add_func("/core/submit/nop", test_submit_nop);
     g_test_add_func("/core/submit/einval", test_submit_einval);
+    g_test_add_func("/core/submit/snapshot", test_snapshot_cmd);
     g_test_add_func("/core/submit/refusal-order", test_submit_refusal_order);
     g_test_add_func("/core/memctx/out-of-fds", test_memctx_out_of_fds);
     g_test_add_func("/core/submit/no-backend", test_submit_no_backend);

@@ -88,7 +88,7 @@ static void test_parse_forms(void)
 static void test_parse_every_cap_name(void)
 {
     vmsig_grants *t = parse_ok(
-        "uid:1 endpoints=0 caps=OBSERVE,INPUT,LIFECYCLE,POWER,VM,MEMCTX,MEMWRITE,CPU\n"
+        "uid:1 endpoints=0 caps=OBSERVE,INPUT,LIFECYCLE,POWER,VM,MEMCTX,MEMWRITE,CPU,SNAPSHOT\n"
         "uid:2 endpoints=0 caps=cap_memwrite\n");
     vmsig_grant g;
 
@@ -118,7 +118,7 @@ static void test_refuse_retired(void)
 static void test_refuse_bad(void)
 {
     parse_refused("uid:1 endpoints=0 caps=OBSERVE,FLY\n", "line 1: unknown capability 'FLY'");
-    parse_refused("uid:1 endpoints=0 caps=0x400\n", "line 1: capability bits 0x400 are not");
+    parse_refused("uid:1 endpoints=0 caps=0x800\n", "line 1: capability bits 0x800 are not");
     parse_refused("uid:1 endpoints=64 caps=OBSERVE\n", "line 1: bad endpoint '64'");
     parse_refused("uid:1 endpoints=0,x caps=OBSERVE\n", "line 1: bad endpoint 'x'");
     parse_refused("uid:1 endpoints=-1 caps=OBSERVE\n", "line 1: bad endpoint '-1'");
@@ -222,10 +222,15 @@ static void test_grant_check_and_names(void)
     g_assert_cmpint(vmsig_grant_check(&g), ==, -EINVAL);
     g.caps = 0x10;
     g_assert_cmpint(vmsig_grant_check(&g), ==, -EINVAL);
-    g.caps = 0x400; /* not a capability (yet) */
+    g.caps = 0x800; /* not a capability (yet) */
     g_assert_cmpint(vmsig_grant_check(&g), ==, -EINVAL);
     g.caps = VMSIG_CAP_CPU;
     g_assert_cmpint(vmsig_grant_check(&g), ==, 0);
+    g.caps = VMSIG_CAP_SNAPSHOT;
+    g_assert_cmpint(vmsig_grant_check(&g), ==, 0);
+    g_assert_cmpstr(vmsig_cap_name(VMSIG_CAP_SNAPSHOT), ==, "SNAPSHOT");
+    g_assert_cmpstr(vmsig_class_name(VMSIG_CLASS_SNAPSHOT), ==, "snapshot");
+    g_assert_cmphex(vmsig_class_caps(VMSIG_CLASS_SNAPSHOT), ==, VMSIG_CAP_SNAPSHOT);
     g_assert_cmpint(vmsig_grant_check(NULL), ==, -EINVAL);
 
     g_assert_cmpstr(vmsig_runstate_name(VMSIG_RS_IO_ERROR), ==, "io-error");

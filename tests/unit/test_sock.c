@@ -642,6 +642,25 @@ static void test_server_fewer_features(void)
     g_assert_cmpuint(fr.hdr.len, ==, sizeof(vmsig_wire_vminfo));
     fx_teardown(&f, NULL);
 
+    /* Without SNAPSHOT: its command is unknown, its event
+     * never sent (the next frame after publishing one is the NOP's REPLY). */
+    cfg.features_off = VMSIG_FEAT_SNAPSHOT;
+    fx_setup_cfg(&f, &cfg);
+    g_assert_cmphex(f.witness.welcome.features & VMSIG_FEAT_SNAPSHOT, ==, 0);
+    vmsig_wire_snapshot sc = { .op = VMSIG_SNAP_LIST };
+    peer_frame(&f, &f.witness, VMSIG_CMD_SNAPSHOT, 2, 0, &sc, sizeof(sc));
+    g_assert_cmpint(peer_wait(&f, &f.witness, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+    g_assert_cmpint(fr.hdr.status, ==, -EOPNOTSUPP);
+    vmsig_event sev = { .kind = VMSIG_EV_SNAPSHOT, .endpoint = 0,
+                        .u.snap = { .what = VMSIG_SNAP_SAVE, .name = "s0" } };
+    g_assert_cmpint(vmsig_core_publish(f.core, &sev), ==, 0);
+    peer_frame(&f, &f.witness, VMSIG_CMD_NOP, 4, 0, NULL, 0);
+    g_assert_cmpint(peer_wait(&f, &f.witness, &fr, pl, 3000), ==, 1);
+    g_assert_cmpuint(fr.hdr.kind, ==, VMSIG_MSG_REPLY);
+    g_assert_cmpuint(fr.hdr.id, ==, 4);
+    fx_teardown(&f, NULL);
+
     /* A version-1 config (no features_off) offers everything. */
     cfg = (vmsig_core_config){ .version = 1 };
     fx_setup_cfg(&f, &cfg);
