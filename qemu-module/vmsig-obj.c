@@ -23,6 +23,7 @@
  */
 
 #include "qemu/osdep.h"
+#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/un.h>
 #include "qapi/error.h"
@@ -636,7 +637,18 @@ static void vmsig_teardown(VmsigState *s)
     s->grant_table = NULL;
 }
 
-/* QEMU is exiting (quit, signal, guest poweroff) with the object alive. */
+/*
+ * Who QEMU runs as: a refused file or directory is often fine for the
+ * user who wrote the command line and not for the one QEMU runs as
+ * (libvirt starts QEMU as libvirt-qemu).
+ */
+static const char *vmsig_user_name(void)
+{
+    struct passwd *pw = getpwuid(geteuid());
+
+    return pw ? pw->pw_name : "?";
+}
+
 static vmsig_grants *vmsig_load_grants(VmsigState *s, Error **errp)
 {
     char text[256] = "";
@@ -645,7 +657,12 @@ static vmsig_grants *vmsig_load_grants(VmsigState *s, Error **errp)
 
     if (s->grants) {
         t = vmsig_grants_load(s->grants, &err, text, sizeof(text));
-        if (!t) {
+        if (!t && (err == -EACCES || err == -EPERM)) {
+            error_setg(errp, "vmsig: grants file '%s' is not readable by "
+                       "QEMU's user '%s' (uid %u): %s", s->grants,
+                       vmsig_user_name(), (unsigned)geteuid(),
+                       strerror(-err));
+        } else if (!t) {
             error_setg(errp, "vmsig: grants file '%s': %s", s->grants,
                        *text ? text : strerror(-err));
         }
@@ -824,6 +841,12 @@ static bool vmsig_start(VmsigState *s, Error **errp)
                    (unsigned long long)rl.rlim_cur);
         return false;
     }
+    case -EACCES:
+    case -EPERM:
+        error_setg(errp, "vmsig: cannot listen on '%s': %s: its directory "
+                   "must be writable by QEMU's user '%s' (uid %u)", s->path,
+                   strerror(-err), vmsig_user_name(), (unsigned)geteuid());
+        return false;
     default:
         error_setg_errno(errp, -err, "vmsig: cannot listen on '%s'", s->path);
         return false;
