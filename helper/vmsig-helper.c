@@ -321,8 +321,11 @@ int fail_reply(hconn *h, int err, const char *what, uint32_t need, uint32_t cls,
     char msg[512];
     int rc;
     const vmsig_wire_welcome *w = h->w;
+    /* A command's -ENOENT (no such snapshot) is the server's answer, not a
+     * connection failure: only a REPLY carries a status. */
+    int replied = rep && rep->status == err;
 
-    switch (err) {
+    switch (replied && err == -ENOENT ? 0 : err) {
     case -EPERM:
         rc = EX_GRANT;
         if (!w) {

@@ -33,11 +33,13 @@
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/timer.h"
+#include "qapi/qapi-commands-misc.h"
 #include "qom/object.h"
 #include "hw/qdev-core.h"
 #include "io/channel-buffer.h"
 #include "migration/qemu-file.h"
 #include "migration/savevm.h"
+#include "migration/global_state.h"
 #include "block/block.h"
 #include "vmsig-compat.h"
 #include "vmsig-qemu.h"
@@ -142,19 +144,24 @@ static int vmsig_snap_refuse(vmsig_reply *reply)
 
     while ((blk = blk_all_next(blk))) {
         BlockDriverState *bs = blk_bs(blk);
-        g_autofree char *id = NULL;
+        DeviceState *d = blk_get_attached_dev(blk);
+        g_autofree char *path = NULL;
 
-        if (!bs || !blk_get_attached_dev(blk) || !blk_is_writable(blk) ||
+        if (!bs || !d || !blk_is_writable(blk) ||
             (bdrv_get_flags(bs) & BDRV_O_TEMPORARY)) {
             continue;
         }
-        id = blk_get_attached_dev_id(blk);
+        /* the device the user named (a virtio proxy's backend has no id) */
+        while (!d->id && d->parent_bus && d->parent_bus->parent) {
+            d = d->parent_bus->parent;
+        }
+        path = d->id ? NULL : object_get_canonical_path(OBJECT(d));
         return vmsig_snap_fail(reply, -EOPNOTSUPP,
                                "disk '%s' (device '%s') is writable: a "
                                "snapshot does not roll disks back; attach it "
                                "with readonly=on or snapshot=on",
                                *blk_name(blk) ? blk_name(blk) :
-                               bdrv_get_node_name(bs), id ? id : "");
+                               bdrv_get_node_name(bs), d->id ? d->id : path);
     }
     if (object_child_foreach_recursive(object_get_root(),
                                        vmsig_snap_foreign_dev, &dev) && dev) {
@@ -341,6 +348,11 @@ static int vmsig_snap_save_state(VmsigSnapshot *s)
     QEMUFile *f = qemu_file_new_output(QIO_CHANNEL(bioc));
     int r;
 
+    /*
+     * The "globalstate" section carries the run state, recorded only when
+     * asked (migration and savevm do it first); loading an empty one fails.
+     */
+    global_state_store();
     r = qemu_save_device_state(f);
     qemu_fflush(f);
     if (r == 0) {
@@ -480,7 +492,8 @@ static int vmsig_snap_save(VmsigSnap *sn, const vmsig_wire_snapshot *c,
         blk->t = vmsig_track_get(sn, rbs[b].rb, rbs[b].mr);
         s->nblocks++;
         blk->copy = mmap(NULL, blk->t->len, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+                         MAP_POPULATE, -1, 0);
         if (blk->copy == MAP_FAILED) {
             blk->copy = NULL;
             vmsig_snapshot_free(sn, s);
