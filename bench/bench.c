@@ -5,6 +5,7 @@
  *   vmsig-bench [--quick] socket             client <-> core RTT vs UNIX ping-pong
  *   vmsig-bench [--quick] vm OPTIONS         QEMU rows (see bench-vm.c)
  *   vmsig-bench [--quick] introspect OPTIONS registers and virtual reads of a booted guest (bench-intro.c)
+ *   vmsig-bench [--quick] snap OPTIONS       in-memory snapshots vs QMP snapshot-save/load (bench-snap.c)
  *   vmsig-bench proxy OPTIONS                self-test stand-in server (bench-proxy.c)
  *
  * Every row goes to stdout as one JSON object per line; bench/run collects
@@ -136,7 +137,7 @@ void bench_emit(const bench_row *r)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: vmsig-bench [--quick] core|socket|vm|introspect [OPTIONS]\n");
+    fprintf(stderr, "usage: vmsig-bench [--quick] core|socket|vm|introspect|snap [OPTIONS]\n");
     return 2;
 }
 
@@ -169,6 +170,9 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[i], "introspect")) {
         return bench_intro_main(&o, argc - i, argv + i);
+    }
+    if (!strcmp(argv[i], "snap")) {
+        return bench_snap_main(&o, argc - i, argv + i);
     }
     return usage();
 }

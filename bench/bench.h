@@ -52,6 +52,8 @@ int bench_socket_main(const bench_opts *o, int argc, char **argv);
 int bench_vm_main(const bench_opts *o, int argc, char **argv);
 /* Introspection rows against a booted Linux guest (bench-intro.c). */
 int bench_intro_main(const bench_opts *o, int argc, char **argv);
+/* In-memory snapshots vs QMP internal snapshots and memcpy (bench-snap.c). */
+int bench_snap_main(const bench_opts *o, int argc, char **argv);
 /* Self-test only: a stand-in vmsig server outside QEMU (bench-proxy.c). */
 int bench_proxy_main(const bench_opts *o, int argc, char **argv);
 
