@@ -174,11 +174,11 @@ static int release_one(hconn *h, uint32_t cls, int quiet_enoent)
 int cmd_release(int argc, char **argv)
 {
     if (argc != 2) {
-        return usage_error("release", "expected one CLASS (input, run, power, memwrite)");
+        return usage_error("release", "expected one CLASS (input, run, power, memwrite, snapshot)");
     }
     uint32_t cls = class_by_name(argv[1]);
     if (!cls) {
-        return usage_error("release", "unknown class '%s' (input, run, power, memwrite)", argv[1]);
+        return usage_error("release", "unknown class '%s' (input, run, power, memwrite, snapshot)", argv[1]);
     }
     connect_all(0);
     for (unsigned i = 0; i < G.nconn; i++) {
@@ -240,11 +240,11 @@ int cmd_acquire(int argc, char **argv)
         hold_ms = (int64_t)v * 1000;
     }
     if (optind != nargs - 1) {
-        return usage_error("acquire", "expected one CLASS (input, run, power, memwrite)");
+        return usage_error("acquire", "expected one CLASS (input, run, power, memwrite, snapshot)");
     }
     uint32_t cls = class_by_name(argv[optind]);
     if (!cls) {
-        return usage_error("acquire", "unknown class '%s' (input, run, power, memwrite)",
+        return usage_error("acquire", "unknown class '%s' (input, run, power, memwrite, snapshot)",
                            argv[optind]);
     }
     const hcmd *next = NULL;
