@@ -45,8 +45,10 @@
 #include "vmsig-qemu.h"
 #include "trace.h"
 
-/* Granularity of the snapshot bitmaps (the dirty log is per target page,
- * 4 KiB on x86; its queries take byte ranges). */
+/*
+ * Granularity of the snapshot bitmaps (the dirty log is per target page,
+ * 4 KiB on x86; its queries take byte ranges).
+ */
 #define VMSIG_SNAP_PAGE 4096u
 /* Pages per chunk tested whole before page by page. */
 #define VMSIG_SNAP_CHUNK 64u
@@ -101,8 +103,10 @@ struct VmsigSnap {
 };
 
 /* A failed command's reply: the errno and a text naming the problem. */
-static int G_GNUC_PRINTF(3, 4) vmsig_snap_fail(vmsig_reply *reply, int err,
-                                               const char *fmt, ...)
+static int vmsig_snap_fail(vmsig_reply *reply, int err, const char *fmt, ...)
+    G_GNUC_PRINTF(3, 4);
+
+static int vmsig_snap_fail(vmsig_reply *reply, int err, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -175,8 +179,10 @@ static int vmsig_snap_refuse(vmsig_reply *reply)
     return 0;
 }
 
-/* The run states a snapshot is taken or restored in (others need a reset
- * or are themselves transitions). */
+/*
+ * The run states a snapshot is taken or restored in (others need a reset
+ * or are themselves transitions).
+ */
 static int vmsig_snap_state_ok(vmsig_reply *reply)
 {
     RunState rs = vmsig_runstate();
