@@ -436,9 +436,33 @@ unsigned vmsig_mem_blocks(VmsigMem *m, VmsigRamBlock *out, unsigned max)
     return n;
 }
 
+uint64_t vmsig_mem_gpa(VmsigMem *m, RAMBlock *rb, uint64_t offset,
+                       uint64_t len, uint64_t *gpa)
+{
+    guint i;
+
+    for (i = 0; m->have_cur && i < m->cur->len; i++) {
+        VmsigSeg *s = &g_array_index(m->cur, VmsigSeg, i);
+
+        if (s->rb == rb && offset >= s->offset &&
+            offset - s->offset < s->size) {
+            *gpa = s->gpa + (offset - s->offset);
+            return MIN(len, s->size - (offset - s->offset));
+        }
+    }
+    return 0;
+}
+
+void vmsig_mem_hold(VmsigMem *m)
+{
+    m->writing = true;
+}
+
 void vmsig_mem_republish(VmsigMem *m)
 {
     int status;
+
+    m->writing = false;
 
     if (!m->have_cur || m->cur->len == 0) {
         return;

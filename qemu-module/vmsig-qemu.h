@@ -92,9 +92,24 @@ int vmsig_mem_write(VmsigMem *m, Object *owner, const vmsig_event *cmd,
 unsigned vmsig_mem_blocks(VmsigMem *m, VmsigRamBlock *out, unsigned max);
 
 /*
- * Publish the current map again with a new generation (read-only fds
- * reopened): after something rewrote guest RAM wholesale (a snapshot
- * RESTORE), so a mapped reader knows every page may have changed.
+ * Where [offset, offset + len) of RAM block rb is in guest-physical space
+ * now: *gpa of offset, and how many of the len bytes follow it there
+ * contiguously; 0 if offset is not mapped (hidden by PAM, say).
+ */
+uint64_t vmsig_mem_gpa(VmsigMem *m, RAMBlock *rb, uint64_t offset,
+                       uint64_t len, uint64_t *gpa);
+
+/*
+ * Hold MEMCTX publication (maps are still recorded) until
+ * vmsig_mem_republish: a snapshot RESTORE reloads device state that may
+ * remap RAM several times, and holders get one map at the end.
+ */
+void vmsig_mem_hold(VmsigMem *m);
+
+/*
+ * End a hold and publish the current map again with a new generation
+ * (read-only fds reopened): after something rewrote guest RAM wholesale (a
+ * snapshot RESTORE), so a mapped reader knows every page may have changed.
  */
 void vmsig_mem_republish(VmsigMem *m);
 

@@ -551,9 +551,39 @@ static int vmsig_snap_save(VmsigSnap *sn, const vmsig_wire_snapshot *c,
     return 0;
 }
 
+/*
+ * Put [off, off + len) of block t back from copy. Where the block is mapped
+ * now, through QEMU's own write path, which drops TCG's translated code of
+ * exactly those pages (and marks them in the dirty log; the caller clears
+ * that); where it is not (hidden by PAM), by memcpy: then *flush is set and
+ * the caller flushes all translated code.
+ */
+static void vmsig_snap_put(VmsigSnap *sn, VmsigTrack *t, const uint8_t *copy,
+                           uint64_t off, uint64_t len, bool *flush)
+{
+    while (len) {
+        uint64_t gpa = 0;
+        uint64_t n = vmsig_mem_gpa(sn->mem, t->rb, off, len, &gpa);
+
+        if (n && address_space_write(&address_space_memory, gpa,
+                                     MEMTXATTRS_UNSPECIFIED, copy + off,
+                                     n) == MEMTX_OK) {
+            off += n;
+            len -= n;
+            continue;
+        }
+        n = n ? n : VMSIG_SNAP_PAGE;
+        n = MIN(n, len);
+        memcpy(t->host + off, copy + off, n);
+        *flush = true;
+        off += n;
+        len -= n;
+    }
+}
+
 /* Copy back what may differ from s; tell the other snapshots. */
 static uint64_t vmsig_snap_copy_back(VmsigSnap *sn, VmsigSnapshot *s,
-                                     bool full)
+                                     bool full, bool *flush)
 {
     uint64_t pages = 0;
     unsigned b;
@@ -565,18 +595,14 @@ static uint64_t vmsig_snap_copy_back(VmsigSnap *sn, VmsigSnapshot *s,
         uint64_t p = 0, e;
 
         if (full) {
-            memcpy(t->host, blk->copy, t->len);
             bitmap_fill(blk->dirty, t->pages);
-            pages += t->pages;
-        } else {
-            while ((p = find_next_bit(blk->dirty, t->pages, p)) < t->pages) {
-                e = find_next_zero_bit(blk->dirty, t->pages, p);
-                memcpy(t->host + p * VMSIG_SNAP_PAGE,
-                       blk->copy + p * VMSIG_SNAP_PAGE,
-                       (e - p) * VMSIG_SNAP_PAGE);
-                pages += e - p;
-                p = e;
-            }
+        }
+        while ((p = find_next_bit(blk->dirty, t->pages, p)) < t->pages) {
+            e = find_next_zero_bit(blk->dirty, t->pages, p);
+            vmsig_snap_put(sn, t, blk->copy, p * VMSIG_SNAP_PAGE,
+                           (e - p) * VMSIG_SNAP_PAGE, flush);
+            pages += e - p;
+            p = e;
         }
         /* pages written here now differ from the other snapshots' copies */
         for (j = 0; j < sn->snaps->len; j++) {
@@ -595,14 +621,27 @@ static uint64_t vmsig_snap_copy_back(VmsigSnap *sn, VmsigSnapshot *s,
     return pages;
 }
 
+/* The vCPUs are stopped: what the log holds now are our own writes. */
+static void vmsig_snap_forget_writes(VmsigSnap *sn)
+{
+    guint i;
+
+    for (i = 0; i < sn->tracks->len; i++) {
+        VmsigTrack *t = g_ptr_array_index(sn->tracks, i);
+
+        g_free(memory_region_snapshot_and_clear_dirty(t->mr, 0, t->len,
+                                                      DIRTY_MEMORY_VGA));
+    }
+}
+
 static int vmsig_snap_restore(VmsigSnap *sn, const vmsig_wire_snapshot *c,
                               uint32_t principal, vmsig_reply *reply)
 {
     VmsigSnapshot *s = vmsig_snap_find(sn, c->name);
     vmsig_wire_snap_result res = { 0 };
     g_autofree char *ramlist = NULL;
-    bool was_running;
-    int64_t t0;
+    bool was_running, flush = false;
+    int64_t t0, t1, t2, t3;
     int r;
 
     if (!s) {
@@ -625,16 +664,25 @@ static int vmsig_snap_restore(VmsigSnap *sn, const vmsig_wire_snapshot *c,
 
     t0 = get_clock();
     was_running = vmsig_snap_stop(c->then, RUN_STATE_RESTORE_VM);
+    t1 = get_clock();
     vmsig_snap_harvest(sn);
+    t2 = get_clock();
     res.full = !!(c->flags & VMSIG_SNAP_F_FULL);
-    res.pages = vmsig_snap_copy_back(sn, s, res.full);
-    /* TCG: translated code of the old contents goes (run before any TB) */
-    if (first_cpu) {
+    res.pages = vmsig_snap_copy_back(sn, s, res.full, &flush);
+    vmsig_snap_forget_writes(sn);
+    /* TCG: translated code of pages put back by memcpy goes */
+    if (flush && first_cpu) {
         tb_flush(first_cpu);
     }
+    t3 = get_clock();
+    vmsig_mem_hold(sn->mem);
     r = vmsig_snap_load_state(s);
     res.stopped_ns = get_clock() - t0;
+    trace_vmsig_snapshot_restore(s->name, res.pages, (t1 - t0) / 1000,
+                                 (t2 - t1) / 1000, (t3 - t2) / 1000,
+                                 (t0 + res.stopped_ns - t3) / 1000);
     if (r < 0) {
+        vmsig_mem_republish(sn->mem);
         /* RAM is the snapshot's, devices may be half loaded: stay stopped */
         return vmsig_snap_fail(reply, -EIO, "QEMU could not load the device "
                                "state of '%s' (see its log); the VM stays "
