@@ -21,7 +21,7 @@ token:nosnap endpoints=0 caps=all
 uid:$(id -u) endpoints=0 caps=all,SNAPSHOT
 EOF
 
-vm_start "$work" -object "vmsig,id=vs0,path=$work/vmsig.sock,grants=$work/grants"
+vm_start "$work" -no-shutdown -object "vmsig,id=vs0,path=$work/vmsig.sock,grants=$work/grants"
 export VMSIG_SOCKET=$VM_SOCK
 "$helper" --json watch >"$work/events.jsonl" 2>"$work/watch.err" &
 watch_pid=$!
@@ -133,6 +133,16 @@ grep -qE '"kind":"SNAPSHOT".*"what":"restored","name":"s0"' "$ev"
 t_report $? "another control saw EV_SNAPSHOT restored"
 grep -qE '"kind":"SNAPSHOT".*"what":"deleted","name":"s1"' "$ev"
 t_report $? "another control saw EV_SNAPSHOT deleted"
+
+# ---- a run state snapshots do not work in: shutdown (-no-shutdown) ----
+"$helper" -q write "$VM_CMD" "02 00 00 00" # the guest powers itself off
+for _ in $(seq 300); do
+	"$helper" --json status | grep -q '"state":"shutdown"' && break
+	sleep 0.1
+done
+out=$("$helper" snapshot save late 2>&1)
+t_like "$out" 'Invalid argument \(the VM is shutdown: snapshots are saved and restored only while it is running, paused or not yet started\)' \
+	"a save in run state shutdown: -EINVAL naming the state"
 vm_kill
 
 # ---- a second VM for the limits: snapshot-limit, hotplug, a writable disk ----
