@@ -27,6 +27,7 @@
 
 #include "qemu/osdep.h"
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include "qapi/error.h"
 #include "qemu/bitmap.h"
 #include "qemu/cutils.h"
@@ -448,6 +449,51 @@ static void vmsig_snap_event(VmsigSnap *sn, uint32_t what, uint32_t by,
     vmsig_core_publish(sn->core, &ev);
 }
 
+/*
+ * Copy a block into its snapshot; returns the pages copied. A block that is
+ * a whole file of its own (a memory-backend-memfd: the file is exactly the
+ * block, from offset 0) has holes where the guest never wrote: those are
+ * skipped (SEEK_DATA/SEEK_HOLE), so they are neither allocated in guest RAM
+ * by reading them nor in the copy, which reads as zero there.
+ */
+static uint64_t vmsig_snap_copy_in(VmsigSnapBlock *blk)
+{
+    VmsigTrack *t = blk->t;
+    int fd = qemu_ram_get_fd(t->rb);
+    struct stat st;
+    off_t pos = 0, data, hole;
+    uint64_t copied = 0;
+
+    if (fd < 0 || fstat(fd, &st) < 0 || (uint64_t)st.st_size != t->len) {
+        memcpy(blk->copy, t->host, t->len);
+        return t->pages;
+    }
+    while ((uint64_t)pos < t->len) {
+        data = lseek(fd, pos, SEEK_DATA);
+        if (data < 0) {
+            if (errno == ENXIO) {
+                break; /* only a hole from pos on */
+            }
+            data = pos; /* no SEEK_DATA here: copy the rest */
+            hole = t->len;
+        } else {
+            hole = lseek(fd, data, SEEK_HOLE);
+            if (hole < 0) {
+                hole = t->len;
+            }
+        }
+        data = QEMU_ALIGN_DOWN(data, VMSIG_SNAP_PAGE);
+        hole = MIN(QEMU_ALIGN_UP((uint64_t)hole, VMSIG_SNAP_PAGE), t->len);
+        if (hole <= data) {
+            break;
+        }
+        memcpy(blk->copy + data, t->host + data, hole - data);
+        copied += (hole - data) / VMSIG_SNAP_PAGE;
+        pos = hole;
+    }
+    return copied;
+}
+
 static int vmsig_snap_save(VmsigSnap *sn, const vmsig_wire_snapshot *c,
                            uint32_t principal, vmsig_reply *reply)
 {
@@ -498,8 +544,7 @@ static int vmsig_snap_save(VmsigSnap *sn, const vmsig_wire_snapshot *c,
         blk->t = vmsig_track_get(sn, rbs[b].rb, rbs[b].mr);
         s->nblocks++;
         blk->copy = mmap(NULL, blk->t->len, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
-                         MAP_POPULATE, -1, 0);
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (blk->copy == MAP_FAILED) {
             blk->copy = NULL;
             vmsig_snapshot_free(sn, s);
@@ -515,10 +560,9 @@ static int vmsig_snap_save(VmsigSnap *sn, const vmsig_wire_snapshot *c,
     /* what was written before now matters to the older snapshots only */
     vmsig_snap_harvest(sn);
     for (b = 0; b < s->nblocks; b++) {
-        memcpy(s->blocks[b].copy, s->blocks[b].t->host, s->blocks[b].t->len);
+        res.pages += vmsig_snap_copy_in(&s->blocks[b]);
         bitmap_zero(s->blocks[b].dirty, s->blocks[b].t->pages);
         s->bytes += s->blocks[b].t->len;
-        res.pages += s->blocks[b].t->pages;
     }
     r = vmsig_snap_save_state(s);
     res.stopped_ns = get_clock() - t0;

@@ -109,8 +109,9 @@ t_is "$?" 1 "a bad snapshot name is a usage error"
 
 # ---- DELETE gives the memory and the descriptors back ----
 rss1=$(rss_kb)
-[ "$rss1" -gt $((rss0 + 200000)) ]
-t_report $? "two snapshots hold their RAM in QEMU" "RSS before ${rss0} kB, with snapshots ${rss1} kB"
+# (a snapshot copies only what the guest wrote: memfd holes are skipped)
+[ "$rss1" -gt $((rss0 + 16384)) ]
+t_report $? "two snapshots hold their RAM in QEMU" "RssAnon before ${rss0} kB, with snapshots ${rss1} kB"
 t_exit 0 "delete s0" "$helper" snapshot delete s0
 t_exit 0 "delete s1" "$helper" snapshot delete s1
 rss2=$(rss_kb) fds2=$(nfds)
