@@ -8,6 +8,7 @@
     vm.stop(); vm.memwrite(0x0c800000, b"\\x01"); vm.cont()
     for ev in vm.events(timeout=1):          # typed events: RunState, MemCtx, ...
         print(ev)
+    vm.snapshot_save("s0"); vm.snapshot_restore("s0", then="run")   # protocol 1.2
 
 asyncio, without threads: ``vm = await vmsig.aconnect(path)``, then
 ``await vm.stop()`` and ``async for ev in vm.aevents()``.
@@ -20,12 +21,14 @@ from . import wire
 from .aio import AsyncClient, aconnect
 from .client import Client, connect
 from .errors import (BadAddress, Busy, ConnectFailed, InvalidArgument, MessageTooBig,
-                     NoBackend, NotOwner, NotSupported, OutOfMemory, PermissionDenied,
-                     ProtocolError, QueueFull, ReadOnlyMemory, ShuttingDown, Timeout,
-                     TooBig, TooManyControls, TryAgain, Unavailable, VMGone, VmsigError,
-                     error_for)
+                     NoBackend, NoSnapshot, NoSpace, NotOwner, NotSupported, OutOfMemory,
+                     PermissionDenied, ProtocolError, QueueFull, ReadOnlyMemory, ShuttingDown,
+                     Stale, Timeout, TooBig, TooManyControls, TryAgain, Unavailable, VMGone,
+                     VmsigError, error_for)
 from .events import (Arb, Event, MemCtx, MemWriteDone, PowerDown, Reset, RunState,
-                     SeamEvent, Segment, Shutdown, Suspend, VMInfo, Wakeup, Welcome)
+                     SeamEvent, Segment, Shutdown, SnapshotEvent, Suspend, VMInfo, Wakeup,
+                     Welcome)
+from .snapshot import SnapInfo, SnapList, SnapResult
 from .memory import MemMap, Memory
 from .introspect import LinuxInfo, NotMapped, Regs, Translation
 from .wire import KEYS, runstate_name, cause_name
@@ -36,11 +39,13 @@ PROTOCOL = (wire.VMSIG_WIRE_MAJOR, wire.VMSIG_WIRE_MINOR)
 __all__ = [
     "connect", "aconnect", "Client", "AsyncClient", "Memory", "MemMap", "wire", "KEYS",
     "Event", "SeamEvent", "RunState", "Reset", "PowerDown", "Suspend", "Wakeup", "Shutdown",
-    "MemCtx", "MemWriteDone", "Arb", "Segment", "VMInfo", "Welcome",
+    "MemCtx", "MemWriteDone", "Arb", "SnapshotEvent", "Segment", "VMInfo", "Welcome",
+    "SnapInfo", "SnapResult", "SnapList",
     "VmsigError", "PermissionDenied", "Busy", "VMGone", "Unavailable", "Timeout",
     "ProtocolError", "NotSupported", "InvalidArgument", "BadAddress", "ReadOnlyMemory",
     "NotOwner", "TryAgain", "TooBig", "NoBackend", "QueueFull", "TooManyControls",
-    "OutOfMemory", "ShuttingDown", "MessageTooBig", "ConnectFailed", "error_for",
+    "OutOfMemory", "ShuttingDown", "MessageTooBig", "ConnectFailed", "NoSnapshot", "Stale",
+    "NoSpace", "error_for",
     "runstate_name", "cause_name", "PROTOCOL",
     "Regs", "Translation", "NotMapped", "LinuxInfo",
 ]

@@ -339,7 +339,7 @@ def class_of(cls) -> int:
     for n, v in W.CLASSES.items():
         if v == cls:
             return n
-    raise ValueError("unknown class %r (input, run, power, memwrite)" % (cls,))
+    raise ValueError("unknown class %r (%s)" % (cls, ", ".join(W.CLASSES.values())))
 
 
 def key_code(key) -> int:

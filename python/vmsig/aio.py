@@ -20,6 +20,8 @@ from . import wire as W
 from .client import DEFAULT_TIMEOUT, Client, _Base, _make_socket
 from .events import Event, MemCtx, VMInfo
 from .memory import Memory
+from . import snapshot
+from .snapshot import SnapList, SnapResult
 
 
 class AsyncClient(_Base):
@@ -148,7 +150,7 @@ class AsyncClient(_Base):
             raise c.gone_error() from None
 
     async def call(self, kind: int, payload: bytes = b"", endpoint: Optional[int] = None,
-                   timeout: Optional[float] = None, what: str = "") -> bytes:
+                   timeout: Optional[float] = None, what: str = "", kinds=None) -> bytes:
         """Send one command, await its REPLY body (raises on a negative status)."""
         c = self._core
         rid, fr = c.frame(kind, payload, self._ep(endpoint))
@@ -166,7 +168,7 @@ class AsyncClient(_Base):
         finally:
             self._futs.pop(rid, None)
             c.waiting.discard(rid)
-        self._check_status(st, body, what or W.kind_name(kind))
+        self._check_status(st, body, what or W.kind_name(kind), kinds)
         return body
 
     # ---------------------------------------------------------------- commands
@@ -238,7 +240,59 @@ class AsyncClient(_Base):
         body = await self.call(W.VMSIG_MSG_SUBSCRIBE, W.SUB.pack(source_mask=src, endpoint_mask=eps),
                                0, timeout, "subscribe")
         s = W.SUB.unpack(body)
-        return s["source_mask"], s["endpoint_mask"]
+        self._sub = (s["source_mask"], s["endpoint_mask"])
+        return self._sub
+
+    # ---------------------------------------------------------------- snapshots
+    async def _snap(self, op: int, name: Optional[str], then, full: bool,
+                    endpoint: Optional[int], timeout: Optional[float], what: str) -> bytes:
+        self._snap_check(what)
+        p = snapshot.payload(op, name, then, full)
+        try:
+            return await self.call(W.VMSIG_CMD_SNAPSHOT, p, endpoint, timeout, what,
+                                   snapshot.KINDS)
+        except errors.PermissionDenied as e:
+            raise self._snap_refused(e, what) from None
+
+    async def snapshot_save(self, name: str, then: Union[None, str, int] = None,
+                            endpoint: Optional[int] = None,
+                            timeout: Optional[float] = None) -> SnapResult:
+        what = "snapshot save %r" % (name,)
+        return snapshot.result_from_body(
+            await self._snap(W.VMSIG_SNAP_SAVE, name, then, False, endpoint, timeout, what), what)
+
+    async def snapshot_restore(self, name: str, then: Union[None, str, int] = None,
+                               full: bool = False, endpoint: Optional[int] = None,
+                               timeout: Optional[float] = None) -> SnapResult:
+        what = "snapshot restore %r" % (name,)
+        t = self.timeout if timeout is None else timeout
+        deadline = None if t is None else time.monotonic() + t
+        r = snapshot.result_from_body(
+            await self._snap(W.VMSIG_SNAP_RESTORE, name, then, full, endpoint, timeout, what), what)
+        ep = self._ep(endpoint)
+        self._pump()
+        while self._behind(ep, r.generation):  # see Client.snapshot_restore
+            if self._core.gone:
+                raise self._core.gone_error()
+            self._resume_reading()
+            left = self._left(deadline)
+            if left == 0.0:
+                raise errors.Timeout(E.ETIMEDOUT, "%s: MEMCTX generation %d did not come"
+                                     % (what, r.generation))
+            await self._wait_change(left)
+        return r
+
+    async def snapshot_delete(self, name: str, endpoint: Optional[int] = None,
+                              timeout: Optional[float] = None) -> SnapResult:
+        what = "snapshot delete %r" % (name,)
+        return snapshot.result_from_body(
+            await self._snap(W.VMSIG_SNAP_DELETE, name, None, False, endpoint, timeout, what), what)
+
+    async def snapshot_list(self, endpoint: Optional[int] = None,
+                            timeout: Optional[float] = None) -> SnapList:
+        return snapshot.list_from_body(
+            await self._snap(W.VMSIG_SNAP_LIST, None, None, False, endpoint, timeout,
+                             "snapshot list"))
 
     # ---------------------------------------------------------------- events
     async def next_event(self, timeout: Optional[float] = None) -> Event:
@@ -331,7 +385,8 @@ async def _nop(self, endpoint: Optional[int] = None, timeout: Optional[float] = 
 
 
 AsyncClient.nop = _nop  # type: ignore[attr-defined]
-for _n in ("status", "input", "key", "type", "memwrite", "release", "subscribe", "next_event"):
+for _n in ("status", "input", "key", "type", "memwrite", "release", "subscribe", "next_event",
+           "snapshot_save", "snapshot_restore", "snapshot_delete", "snapshot_list"):
     _f = getattr(AsyncClient, _n)
     if not _f.__doc__:
         _f.__doc__ = (getattr(Client, _n).__doc__ or "") + "\n\n(A coroutine.)"

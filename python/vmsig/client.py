@@ -20,6 +20,8 @@ from . import wire as W
 from .events import Event, MemCtx, VMInfo, Welcome
 from .memory import MemMap, Memory
 from . import introspect
+from . import snapshot
+from .snapshot import SnapList, SnapResult
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -42,6 +44,7 @@ class _Base:
         self._core = _core.Core(sock, endpoint)
         self.endpoint = endpoint
         self._maps: dict = {}
+        self._sub: Optional[tuple] = None  # effective (source_mask, endpoint_mask) after subscribe()
         if auto_map:
             self._core.memctx_listeners.append(self._on_memctx)
 
@@ -83,10 +86,33 @@ class _Base:
     def _ep(self, endpoint: Optional[int]) -> int:
         return self.endpoint if endpoint is None else endpoint
 
-    def _check_status(self, st: int, body: bytes, what: str) -> None:
+    def _check_status(self, st: int, body: bytes, what: str, kinds=None) -> None:
         if st < 0:
             text = W.cstr(body) if body else ""
-            raise errors.error_for(st, what, text)
+            raise errors.error_for(st, what, text, kinds)
+
+    def _snap_check(self, what: str) -> None:
+        if not self.features & W.VMSIG_FEAT_SNAPSHOT:
+            raise errors.NotSupported(E.EOPNOTSUPP, "%s: the server does not offer snapshots "
+                                      "(protocol feature SNAPSHOT not negotiated: a vmsig module "
+                                      "older than 1.2, or features_off)" % what)
+
+    def _snap_refused(self, e: errors.PermissionDenied, what: str) -> errors.VmsigError:
+        """The server's EPERM has no text; say which capability is missing."""
+        if self.welcome.caps & W.VMSIG_CAP_SNAPSHOT:
+            return e
+        return errors.PermissionDenied(E.EPERM, "%s: the grant lacks CAP_SNAPSHOT (granted by "
+                                       "name only: caps=...,SNAPSHOT)" % what, e.server_text)
+
+    def _behind(self, ep: int, generation: int) -> bool:
+        """True while this client maps MEMCTX for ep and its map is older
+        than ``generation`` (a RESTORE's new one)."""
+        src, eps = self._sub if self._sub is not None else (self.welcome.source_mask,
+                                                             self.welcome.sub_endpoint_mask)
+        if not self._core.memctx_listeners or not src & W.SOURCES["memctx"] or not eps >> ep & 1:
+            return False
+        m = self._maps.get(ep)
+        return not isinstance(m, errors.VmsigError) and (m is None or m.generation < generation)
 
     def _release_maps(self) -> None:
         for m in self._maps.values():
@@ -244,10 +270,11 @@ class Client(_Base):
                         raise c.gone_error()
 
     def call(self, kind: int, payload: bytes = b"", endpoint: Optional[int] = None,
-             timeout: Optional[float] = None, what: str = "") -> bytes:
+             timeout: Optional[float] = None, what: str = "", kinds=None) -> bytes:
         """Send one DOWN command and wait for its REPLY. Returns the REPLY
         body; raises the errno's exception (with the server's text) if the
-        status is negative."""
+        status is negative (``kinds``: {errno: exception class} of this
+        command, looked up before the general table)."""
         c = self._core
         dl = _deadline(self.timeout if timeout is None else timeout)
         rid, fr = c.frame(kind, payload, self._ep(endpoint))
@@ -258,7 +285,7 @@ class Client(_Base):
         finally:
             c.waiting.discard(rid)
         st, body = c.replies.pop(rid)
-        self._check_status(st, body, what or W.kind_name(kind))
+        self._check_status(st, body, what or W.kind_name(kind), kinds)
         return body
 
     # ---------------------------------------------------------------- commands
@@ -393,7 +420,7 @@ class Client(_Base):
 
     def acquire(self, cls: Union[str, int], endpoint: Optional[int] = None,
                 timeout: Optional[float] = None) -> "_Held":
-        """Take the exclusive class ("input", "run", "power", "memwrite").
+        """Take the exclusive class ("input", "run", "power", "memwrite", "snapshot").
         Busy (EBUSY) if another control owns it and the policy denies. Also
         a context manager: ``with vm.acquire("input"): vm.type("hi")``."""
         c = _core.class_of(cls)
@@ -418,7 +445,72 @@ class Client(_Base):
         if len(body) != W.SUB.size:
             raise self._core.proto("SUBSCRIBE REPLY body of %d bytes" % len(body))
         s = W.SUB.unpack(body)
-        return s["source_mask"], s["endpoint_mask"]
+        self._sub = (s["source_mask"], s["endpoint_mask"])
+        return self._sub
+
+    # ---------------------------------------------------------------- snapshots
+    def _snap(self, op: int, name: Optional[str], then, full: bool, endpoint: Optional[int],
+              timeout: Optional[float], what: str) -> bytes:
+        self._snap_check(what)
+        p = snapshot.payload(op, name, then, full)
+        try:
+            return self.call(W.VMSIG_CMD_SNAPSHOT, p, endpoint, timeout, what, snapshot.KINDS)
+        except errors.PermissionDenied as e:
+            raise self._snap_refused(e, what) from None
+
+    def snapshot_save(self, name: str, then: Union[None, str, int] = None,
+                      endpoint: Optional[int] = None, timeout: Optional[float] = None) -> SnapResult:
+        """CMD_SNAPSHOT SAVE: keep guest RAM and device state in QEMU's memory
+        under ``name`` (1..31 of A-Z a-z 0-9 . _ -; an existing one is
+        replaced). ``then``: None (leave the run state as it was), "run" or
+        "pause". Returns a ``SnapResult`` (info, generation, pages copied,
+        stopped_ns). NoSpace (ENOSPC) over snapshot-limit or 16 snapshots,
+        NotSupported (EOPNOTSUPP) with a writable disk, vfio or vhost-user,
+        InvalidArgument (EINVAL) for a bad name or run state,
+        PermissionDenied (EPERM) without CAP_SNAPSHOT; class SNAPSHOT."""
+        what = "snapshot save %r" % (name,)
+        return snapshot.result_from_body(
+            self._snap(W.VMSIG_SNAP_SAVE, name, then, False, endpoint, timeout, what), what)
+
+    def snapshot_restore(self, name: str, then: Union[None, str, int] = None, full: bool = False,
+                         endpoint: Optional[int] = None,
+                         timeout: Optional[float] = None) -> SnapResult:
+        """CMD_SNAPSHOT RESTORE: put the VM back into snapshot ``name``'s
+        state; ``then="run"`` is an episode reset. ``full``: copy every page
+        back, not only those written since. The server publishes a new MEMCTX
+        generation (``SnapResult.generation``); ``memory()`` is at it when
+        this returns. NoSnapshot (ENOENT) for an unknown name, Stale (ESTALE)
+        when RAM blocks changed since the SAVE, and the refusals of
+        ``snapshot_save``; class SNAPSHOT."""
+        what = "snapshot restore %r" % (name,)
+        dl = _deadline(self.timeout if timeout is None else timeout)
+        r = snapshot.result_from_body(
+            self._snap(W.VMSIG_SNAP_RESTORE, name, then, full, endpoint, timeout, what), what)
+        # The new map comes before the REPLY (docs/protocol.rst CMD_SNAPSHOT);
+        # wait for it in case it did not, so the caller never reads the old one.
+        ep = self._ep(endpoint)
+        self._pump()
+        while self._behind(ep, r.generation):
+            if self._core.gone:
+                raise self._core.gone_error()
+            self._wait_io(dl, "%s: MEMCTX generation %d" % (what, r.generation))
+        return r
+
+    def snapshot_delete(self, name: str, endpoint: Optional[int] = None,
+                        timeout: Optional[float] = None) -> SnapResult:
+        """CMD_SNAPSHOT DELETE: free snapshot ``name`` at once. Returns its
+        ``SnapResult`` as it was; NoSnapshot (ENOENT) if there is none."""
+        what = "snapshot delete %r" % (name,)
+        return snapshot.result_from_body(
+            self._snap(W.VMSIG_SNAP_DELETE, name, None, False, endpoint, timeout, what), what)
+
+    def snapshot_list(self, endpoint: Optional[int] = None,
+                      timeout: Optional[float] = None) -> SnapList:
+        """CMD_SNAPSHOT LIST: the VM's snapshots, oldest first (a ``SnapList``:
+        iterable of ``SnapInfo``, ``names``, ``used``, ``limit``, ``max``).
+        Needs CAP_SNAPSHOT; no class."""
+        return snapshot.list_from_body(
+            self._snap(W.VMSIG_SNAP_LIST, None, None, False, endpoint, timeout, "snapshot list"))
 
     # ---------------------------------------------------------------- events
     def next_event(self, timeout: Optional[float] = None) -> Event:

@@ -85,6 +85,20 @@ class NotOwner(VmsigError):
     """ENOENT from RELEASE: the sender does not own the class."""
 
 
+class NoSnapshot(VmsigError, FileNotFoundError):
+    """ENOENT from a snapshot RESTORE or DELETE: no snapshot of that name."""
+
+
+class Stale(VmsigError):
+    """ESTALE: a snapshot RESTORE after the VM's RAM blocks changed since
+    its SAVE (memory hotplug): delete it and save again."""
+
+
+class NoSpace(VmsigError):
+    """ENOSPC: a snapshot SAVE over the server's snapshot-limit or past
+    VMSIG_SNAP_MAX snapshots (the text says how much is needed and used)."""
+
+
 class TryAgain(VmsigError, BlockingIOError):
     """EAGAIN: input while the VM is stopped, or text while text is typed."""
 
@@ -145,14 +159,18 @@ BY_ERRNO: Dict[int, Type[VmsigError]] = {
     E.ENOBUFS: QueueFull,
     E.ESHUTDOWN: ShuttingDown,
     E.ETIMEDOUT: Timeout,
+    E.ESTALE: Stale,
+    E.ENOSPC: NoSpace,
     E.ECONNREFUSED: ConnectFailed,
     E.EACCES: ConnectFailed,
 }
 
 
-def error_for(status: int, what: str = "", server_text: str = "") -> VmsigError:
-    """The exception for a (negative or positive) errno."""
-    cls = BY_ERRNO.get(abs(status), VmsigError)
+def error_for(status: int, what: str = "", server_text: str = "",
+              kinds: Optional[Dict[int, Type[VmsigError]]] = None) -> VmsigError:
+    """The exception for a (negative or positive) errno; ``kinds`` maps
+    errnos to a command's own classes first (snapshots: ENOENT is NoSnapshot)."""
+    cls = (kinds or {}).get(abs(status)) or BY_ERRNO.get(abs(status), VmsigError)
     if cls is VMGone:
         return VMGone(abs(status), what, server_text)
     return cls(status, what, server_text)

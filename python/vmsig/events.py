@@ -165,6 +165,28 @@ class Arb(Event):
         return s + (" by %#x" % self.by if self.by else "")
 
 
+@dataclass
+class SnapshotEvent(Event):
+    """EV_SNAPSHOT (protocol 1.2, feature SNAPSHOT): an in-memory snapshot
+    ``snap_name`` was saved, restored or deleted by principal ``by``.
+    ``generation`` is the MEMCTX generation after it: after a RESTORE a new
+    map was published and every page may have changed. (Not to be confused
+    with ``snapshot``, the flag of an event re-sent as current state.)"""
+    what: int = 0
+    by: int = 0
+    generation: int = 0
+    snap_name: str = ""
+
+    @property
+    def what_name(self) -> str:
+        """"saved", "restored", "deleted" ("unknown" otherwise), as vmsig-helper watch."""
+        return W.SNAP_WHAT.get(self.what, "unknown")
+
+    def __str__(self) -> str:
+        return "snapshot ep%d seq %d: %s %r by %#x (gen %d)" % (
+            self.endpoint, self.seq, self.what_name, self.snap_name, self.by, self.generation)
+
+
 SEAM_CLASSES = {
     W.VMSIG_EV_RUNSTATE: RunState, W.VMSIG_EV_RESET: Reset, W.VMSIG_EV_POWERDOWN: PowerDown,
     W.VMSIG_EV_SUSPEND: Suspend, W.VMSIG_EV_WAKEUP: Wakeup, W.VMSIG_EV_SHUTDOWN: Shutdown,
@@ -192,6 +214,10 @@ def decode(hdr: dict, payload: bytes, fds: List[int]) -> Event:
         d = W.MEMWRITE_DONE.unpack(payload)
         return MemWriteDone(**base, gpa=d["gpa"], len=d["len"], generation=d["generation"],
                             writer=d["writer"])
+    if kind == W.VMSIG_EV_SNAPSHOT:
+        d = W.SNAP_EVENT.unpack(payload)
+        return SnapshotEvent(**base, what=d["what"], by=d["by"], generation=d["generation"],
+                             snap_name=W.cstr(d["name"]))
     if kind == W.VMSIG_EV_ARB:
         a = W.ARB.unpack(payload)
         return Arb(**base, cls=a["cls"], what=a["what"], owner=a["owner"], by=a["by"])

@@ -64,6 +64,11 @@ INPUT = Layout("vmsig_wire_input")
 MEMWRITE = Layout("vmsig_wire_memwrite")
 CPU = Layout("vmsig_wire_cpu")
 CPU_REGS = Layout("vmsig_wire_cpu_regs")
+SNAPSHOT = Layout("vmsig_wire_snapshot")
+SNAP_INFO = Layout("vmsig_wire_snap_info")
+SNAP_RESULT = Layout("vmsig_wire_snap_result")
+SNAP_LIST = Layout("vmsig_wire_snap_list")
+SNAP_EVENT = Layout("vmsig_wire_snap_event")
 
 HDR_SIZE: int = HDR.size
 
@@ -83,6 +88,7 @@ KINDS: Dict[int, Tuple[str, int, int, int, bool]] = {
     W.VMSIG_EV_SUSPEND: ("suspend", SEAM.size, 0, 0, True),
     W.VMSIG_EV_WAKEUP: ("wakeup", SEAM.size, 0, 0, True),
     W.VMSIG_EV_SHUTDOWN: ("shutdown", SEAM.size, 0, 0, True),
+    W.VMSIG_EV_SNAPSHOT: ("snapshot", SNAP_EVENT.size, 0, 0, True),
     W.VMSIG_EV_MEMCTX: ("memctx", MEMCTX.size, W.VMSIG_MEMCTX_MAX_SEGS * MEMSEG.size,
                         W.VMSIG_WIRE_MAX_FDS, True),
     W.VMSIG_EV_MEMWRITE_DONE: ("memwrite-done", MEMWRITE_DONE.size, 0, 0, True),
@@ -96,6 +102,7 @@ KINDS: Dict[int, Tuple[str, int, int, int, bool]] = {
     W.VMSIG_CMD_ACQUIRE: ("acquire", CMD.size, 0, 0, False),
     W.VMSIG_CMD_RELEASE: ("release", CMD.size, 0, 0, False),
     W.VMSIG_CMD_CPU: ("cpu", CPU.size, 0, 0, False),
+    W.VMSIG_CMD_SNAPSHOT: ("snapshot", SNAPSHOT.size, 0, 0, False),
 }
 
 RUNSTATES = {getattr(W, n): n[len("VMSIG_RS_"):].lower().replace("_", "-")
@@ -103,9 +110,12 @@ RUNSTATES = {getattr(W, n): n[len("VMSIG_RS_"):].lower().replace("_", "-")
 CAUSES = {getattr(W, n): n[len("VMSIG_SC_"):].lower().replace("_", "-")
           for n in dir(W) if n.startswith("VMSIG_SC_") and not n.endswith("__COUNT")}
 CLASSES = {W.VMSIG_CLASS_INPUT: "input", W.VMSIG_CLASS_RUN: "run",
-           W.VMSIG_CLASS_POWER: "power", W.VMSIG_CLASS_MEMWRITE: "memwrite"}
+           W.VMSIG_CLASS_POWER: "power", W.VMSIG_CLASS_MEMWRITE: "memwrite",
+           W.VMSIG_CLASS_SNAPSHOT: "snapshot"}
 ARB_WHAT = {W.VMSIG_ARB_GRANTED: "granted", W.VMSIG_ARB_PREEMPTED: "preempted",
             W.VMSIG_ARB_RELEASED: "released"}
+SNAP_WHAT = {W.VMSIG_SNAP_SAVE: "saved", W.VMSIG_SNAP_RESTORE: "restored",
+             W.VMSIG_SNAP_DELETE: "deleted"}
 KEYS: Dict[str, int] = dict(W.KEYS)
 CAP_NAMES: Dict[str, int] = dict(W.CAP_NAMES)
 SOURCES = {"seam": 1 << W.VMSIG_SRC_SEAM, "memctx": 1 << W.VMSIG_SRC_MEMCTX,

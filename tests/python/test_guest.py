@@ -45,8 +45,7 @@ class Guest(unittest.TestCase):
         self.assertEqual(w.principal, os.getuid())
         self.assertEqual(w.caps, vmsig.wire.VMSIG_CAP_ALL_1_0)
         self.assertEqual(w.endpoints, (0,))
-        self.assertEqual(self.c.features,
-                         vmsig.wire.VMSIG_FEAT_VMINFO_HOST | vmsig.wire.VMSIG_FEAT_CPU)
+        self.assertEqual(self.c.features, vmsig.wire.VMSIG_FEATURES_KNOWN)
         st = self.c.status()
         self.assertEqual(st.state_name, "running")
         self.assertTrue(st.running)

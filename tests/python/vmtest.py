@@ -38,7 +38,8 @@ def have_qemu():
 class VM:
     """One QEMU with the test guest. ``sock`` is the vmsig socket."""
 
-    def __init__(self, grants=None, memfd=True, extra=(), kernel=True, policy=None, reboot=False):
+    def __init__(self, grants=None, memfd=True, extra=(), kernel=True, policy=None, reboot=False,
+                 options=""):
         self.dir = tempfile.mkdtemp(prefix="vmsig-py.")
         self.sock = os.path.join(self.dir, "vmsig.sock")
         self.qmp = os.path.join(self.dir, "qmp.sock")
@@ -49,6 +50,8 @@ class VM:
         obj = "vmsig,id=vs0,path=%s,grants=%s" % (self.sock, gpath)
         if policy:
             obj += ",policy=" + policy
+        if options:  # more -object vmsig options ("snapshot-limit=100M")
+            obj += "," + options
         args = [os.environ["VMSIG_QEMU"], "-accel", "tcg", "-m", "256", "-smp", "1",
                 "-display", "none", "-nodefaults", "-name", "vmsig-guest"]
         if not reboot:  # as scripts/vm.sh: a reset makes QEMU exit
