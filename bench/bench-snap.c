@@ -64,6 +64,15 @@ typedef struct vside {
     vmsig_wire_snap_result last;
 } vside;
 
+/* Take what the calls queued (RUNSTATE, EV_SNAPSHOT, MEMCTX: auto_map keeps
+ * the newest map): a reset loop must not fill the client's bounded queue. */
+static void vdrain(vside *v)
+{
+    vmsig_msg m;
+    while (vmsig_client_next(v->c, &m, 0) == 0) {
+    }
+}
+
 static int vsnap(vside *v, uint32_t op, uint32_t then, uint32_t flags, const char *name)
 {
     vmsig_event cmd = { .dir = VMSIG_DIR_DOWN, .kind = VMSIG_CMD_SNAPSHOT };
@@ -78,6 +87,7 @@ static int vsnap(vside *v, uint32_t op, uint32_t then, uint32_t flags, const cha
     }
     memset(&v->last, 0, sizeof(v->last));
     memcpy(&v->last, rep.body, rep.len < sizeof(v->last) ? rep.len : sizeof(v->last));
+    vdrain(v);
     return r;
 }
 
