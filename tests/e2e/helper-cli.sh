@@ -82,10 +82,10 @@ t_like "$T_OUT" "nothing.sock" "the message names the path"
 t_exit 0 "status" "$H" -s "$A" status
 t_like "$T_OUT" "state: +running" "status says running"
 t_like "$T_OUT" "accel: +tcg" "status names the accelerator (negotiated VMINFO_HOST)"
-t_like "$T_OUT" "protocol: +1\.1, features 0x3" "status shows the negotiated protocol"
+t_like "$T_OUT" "protocol: +1\.2, features 0x7" "status shows the negotiated protocol"
 t_exit 0 "status --json" "$H" -s "$A" --json status
 t_like "$T_OUT" '"vcpus":1,"ram_size":134217728' "JSON status has vcpus and RAM size"
-t_like "$T_OUT" '"protocol":"1.1","features":3,"pid":[1-9][0-9]*,"accel":"tcg"' "JSON status has protocol, QEMU pid and accel"
+t_like "$T_OUT" '"protocol":"1.2","features":7,"pid":[1-9][0-9]*,"accel":"tcg"' "JSON status has protocol, QEMU pid and accel"
 t_exit 0 "stop" "$H" -s "$A" stop
 t_like "$("$H" -s "$A" --json status)" '"state":"paused"' "paused after stop"
 t_exit 0 "cont" "$H" -s "$A" cont
