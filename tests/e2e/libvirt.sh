@@ -185,8 +185,7 @@ define() { # VMSIG_OPTIONS
 	virsh define "$work/domain.xml" >/dev/null && dom_defined=1
 }
 no_qemu_left() {
-	local i
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		pgrep -f "guest=$name," >/dev/null || return 0
 		sleep 0.1
 	done
@@ -275,7 +274,8 @@ t_like "$(cat "$log" 2>/dev/null)" "tainted: custom-argv" \
 	"libvirt marks the domain tainted (custom-argv: qemu:commandline)"
 
 t_exit 0 "virsh destroy" virsh destroy "$name"
-t_ok "QEMU (pid $pid) is gone" bash -c 'for i in $(seq 100); do kill -0 "$1" 2>/dev/null || exit 0; sleep 0.1; done; exit 1' _ "${pid:-0}"
+# shellcheck disable=SC2016 # $1 is the inner shell's
+t_ok "QEMU (pid $pid) is gone" bash -c 'for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || exit 0; sleep 0.1; done; exit 1' _ "${pid:-0}"
 t_ok "no QEMU of the domain is left running" no_qemu_left
 t_exit 1 "the socket file is gone" test -e "$sock"
 t_exit 0 "virsh undefine" virsh undefine "$name"
