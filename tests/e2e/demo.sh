@@ -34,7 +34,8 @@ rc=$?
 dir=$(demo_dir)
 t_is "$rc" 0 "scripts/demo exits 0 on success"
 [ "$rc" = 0 ] || tail -n 30 "$out" | sed 's/^/# /'
-t_like "$(cat "$out")" "done: events, memory and commands" "the demo got to the end"
+t_like "$(cat "$out")" "done: events, memory, commands and snapshots" "the demo got to the end"
+t_like "$(cat "$out")" "guest counter after the restore: [0-9]+" "the demo restored a snapshot"
 t_ok "the demo's temp directory was named in its output ($dir)" test -n "$dir"
 t_ok "its temp directory is gone" test ! -e "${dir:-/nonexistent}"
 settle "$dir"

@@ -24,7 +24,7 @@ t_ok() {
 	t_report $? "$desc" "$out"
 }
 t_is() { [ "$1" = "$2" ]; t_report $? "$3" "got '$1', want '$2'"; }
-t_like() { printf '%s' "$1" | grep -qE -- "$2"; t_report $? "$3" "got '$1', want /$2/"; }
+t_like() { grep -qE -- "$2" <<<"$1"; t_report $? "$3" "got '$1', want /$2/"; } # no pipe: grep -q ending early must not be SIGPIPE under pipefail
 t_exit() {
 	local want=$1 desc=$2 rc
 	shift 2
