@@ -194,6 +194,7 @@ int vmsig_cpu_command(vmsig_core *core, Object *owner, const vmsig_event *cmd,
     const vmsig_wire_cpu *c = (const vmsig_wire_cpu *)cmd->u.raw;
     CPUState *cs;
     VmsigCpuJob *job;
+    bool stopped;
 
     if (c->op != VMSIG_CPU_REGS) {
         return -EINVAL;
@@ -208,11 +209,21 @@ int vmsig_cpu_command(vmsig_core *core, Object *owner, const vmsig_event *cmd,
     job = g_new0(VmsigCpuJob, 1);
     job->core = core;
     job->index = (int)c->index;
-    if (!reply->ticket) {
-        /* An in-process control cannot take a late reply: wait for it. */
+    /*
+     * A stopped vCPU of a paused VM is read right here, as HMP's "info
+     * registers" and the gdbstub read one (cpu_synchronize_state fetches
+     * KVM's registers through the vCPU thread itself): no thread hop.
+     * An in-process control cannot take a late reply: it waits too.
+     */
+    stopped = !runstate_is_running() && cs->stopped;
+    if (stopped || !reply->ticket) {
         int status;
 
-        run_on_cpu(cs, vmsig_cpu_read, RUN_ON_CPU_HOST_PTR(job));
+        if (stopped) {
+            vmsig_cpu_read(cs, RUN_ON_CPU_HOST_PTR(job));
+        } else {
+            run_on_cpu(cs, vmsig_cpu_read, RUN_ON_CPU_HOST_PTR(job));
+        }
         status = job->status;
         if (status == 0) {
             memcpy(reply->body, &job->regs, sizeof(job->regs));
