@@ -449,6 +449,35 @@ static void vmsig_snap_event(VmsigSnap *sn, uint32_t what, uint32_t by,
     vmsig_core_publish(sn->core, &ev);
 }
 
+/* A successful command's REPLY body: res with the generation now. */
+static void vmsig_snap_answer(VmsigSnap *sn, vmsig_wire_snap_result *res,
+                              vmsig_reply *reply)
+{
+    res->generation = vmsig_core_memctx_generation(sn->core, sn->endpoint);
+    memcpy(reply->body, res, sizeof(*res));
+    reply->len = sizeof(*res);
+}
+
+/*
+ * The end of a SAVE or RESTORE that worked: the run state asked for, the
+ * event, the answer (or why the VM did not resume).
+ */
+static int vmsig_snap_finish(VmsigSnap *sn, VmsigSnapshot *s, uint32_t what,
+                             uint32_t principal, uint32_t then,
+                             bool was_running, vmsig_wire_snap_result *res,
+                             vmsig_reply *reply)
+{
+    int r = vmsig_snap_resume(then, was_running, reply);
+
+    vmsig_snap_event(sn, what, principal, s->name);
+    if (r < 0) {
+        return r;
+    }
+    vmsig_snap_info(s, &res->info);
+    vmsig_snap_answer(sn, res, reply);
+    return 0;
+}
+
 /*
  * Copy a block into its snapshot; returns the pages copied. A block that is
  * a whole file of its own (a memory-backend-memfd: the file is exactly the
@@ -583,16 +612,8 @@ static int vmsig_snap_save(VmsigSnap *sn, const vmsig_wire_snapshot *c,
     g_ptr_array_add(sn->snaps, s);
     sn->used += s->bytes;
 
-    r = vmsig_snap_resume(c->then, was_running, reply);
-    vmsig_snap_event(sn, VMSIG_SNAP_SAVE, principal, s->name);
-    if (r < 0) {
-        return r;
-    }
-    vmsig_snap_info(s, &res.info);
-    res.generation = vmsig_core_memctx_generation(sn->core, sn->endpoint);
-    memcpy(reply->body, &res, sizeof(res));
-    reply->len = sizeof(res);
-    return 0;
+    return vmsig_snap_finish(sn, s, VMSIG_SNAP_SAVE, principal, c->then,
+                             was_running, &res, reply);
 }
 
 /*
@@ -735,16 +756,8 @@ static int vmsig_snap_restore(VmsigSnap *sn, const vmsig_wire_snapshot *c,
     s->restores++;
     /* a mapped reader must not mix states: a new map generation */
     vmsig_mem_republish(sn->mem);
-    r = vmsig_snap_resume(c->then, was_running, reply);
-    vmsig_snap_event(sn, VMSIG_SNAP_RESTORE, principal, s->name);
-    if (r < 0) {
-        return r;
-    }
-    vmsig_snap_info(s, &res.info);
-    res.generation = vmsig_core_memctx_generation(sn->core, sn->endpoint);
-    memcpy(reply->body, &res, sizeof(res));
-    reply->len = sizeof(res);
-    return 0;
+    return vmsig_snap_finish(sn, s, VMSIG_SNAP_RESTORE, principal, c->then,
+                             was_running, &res, reply);
 }
 
 static int vmsig_snap_delete(VmsigSnap *sn, const vmsig_wire_snapshot *c,
@@ -762,9 +775,7 @@ static int vmsig_snap_delete(VmsigSnap *sn, const vmsig_wire_snapshot *c,
     g_ptr_array_remove(sn->snaps, s);
     vmsig_snapshot_free(sn, s);
     vmsig_snap_event(sn, VMSIG_SNAP_DELETE, principal, c->name);
-    res.generation = vmsig_core_memctx_generation(sn->core, sn->endpoint);
-    memcpy(reply->body, &res, sizeof(res));
-    reply->len = sizeof(res);
+    vmsig_snap_answer(sn, &res, reply);
     return 0;
 }
 
