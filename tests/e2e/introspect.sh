@@ -14,12 +14,15 @@ vmsig_qemu_env >/dev/null || exit 1
 helper=$VMSIG_ROOT/build/native/helper/vmsig-helper
 
 work=$(mktemp -d /tmp/vmsig-e2e.XXXXXX)
-trap 'vm_kill; rm -rf "$work"' EXIT
+trap 'cp $work/qemu.log /tmp/intro-qemu.log; vm_kill; rm -rf "$work"' EXIT
 {
 	echo "uid:$(id -u) endpoints=0 caps=OBSERVE,VM,MEMCTX,CPU"
 	echo "token:nocpu endpoints=0 caps=OBSERVE,VM,MEMCTX"
 } >"$work/grants"
-vm_start "$work" -object "vmsig,id=vs0,path=$work/vmsig.sock,grants=$work/grants"
+# every REGS read also parses cpu_dump_state's text and fails with EIO if
+# the two differ (qemu-module/vmsig-cpu.c), or if the register layout
+# was not found in the CPU's migration description
+VMSIG_CPU_CHECK=1 vm_start "$work" -object "vmsig,id=vs0,path=$work/vmsig.sock,grants=$work/grants"
 export VMSIG_SOCKET=$VM_SOCK
 t_ok "the guest boots" vm_wait_console 'vmsig-guest: ready' 120
 release=$(sed -n 's/.*init on \([^ ]*\).*/\1/p' "$VM_CONSOLE" | tr -d '\r')
@@ -107,6 +110,11 @@ t_report $? "RIP is in the kernel's range ($(hex "${rip:-0}"))"
 [ $(( ${cr4:-0} & 0x20 )) != 0 ]
 t_report $? "CR4.PAE is set ($(hex "${cr4:-0}"))"
 t_like "$r" '"lma":true,"paging":true' "long mode and paging on"
+bad=0
+for i in $(seq 100); do
+	"$helper" regs >/dev/null 2>&1 || bad=$((bad + 1))
+done
+t_is "$bad" 0 "100 reads of the running vCPU: the CPU object's fields equal cpu_dump_state's each time"
 
 # a paused guest: twice the same registers, RIP in the kernel (stop until it is)
 for i in $(seq 20); do
@@ -123,6 +131,12 @@ t_report $? "paused: RIP is in the kernel's range ($(hex "$(jnum "$p1" rip)"))"
 [ "$(jnum "$p1" cr3)" != 0 ] && [ $(( $(jnum "$p1" cr4) & 0x20 )) != 0 ]
 t_report $? "paused: CR3 nonzero, CR4.PAE set"
 t_is "$p2" "$p1" "paused: the registers do not change between two reads"
+# swapgs trades GS base and KERNEL_GS_BASE: one of them is the kernel's
+# per-CPU base (a direct-map address) in user mode and in the kernel
+kgs=$(printf '%x' "$(jnum "$p1" kernel_gs_base)")
+ugs=$(printf '%x' "$(jnum "$p1" gs_base)")
+printf '%s\n%s\n' "$kgs" "$ugs" | grep -qE '^ffff[89a-f]'
+t_report $? "paused: GS base or KERNEL_GS_BASE is the kernel's per-CPU base (gs $ugs, kernel_gs $kgs)"
 
 # CR3 from REGS and swapper_pg_dir translate init_uts_ns alike
 t_exit 0 "vtop through vCPU 0's CR3" "$helper" --json vtop --cpu 0 "$(hex "$uva")"

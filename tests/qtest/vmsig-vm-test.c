@@ -1201,6 +1201,11 @@ int main(int argc, char **argv)
     int ret;
 
     g_test_init(&argc, &argv, NULL);
+    /*
+     * QEMU checks every CMD_CPU REGS read from the CPU object against
+     * cpu_dump_state's text and answers EIO if they differ
+     */
+    g_setenv("VMSIG_CPU_CHECK", "1", true);
     tmpdir = g_dir_make_tmp("vmsig-vm-XXXXXX", NULL);
     g_assert(tmpdir);
 
