@@ -27,6 +27,16 @@ MSG_CMSG_CLOEXEC = getattr(socket, "MSG_CMSG_CLOEXEC", 0x40000000)
 
 Frame = Tuple[dict, bytes, List[int]]
 
+# The hot path (one REPLY per command) in plain ints and one struct: the
+# header's fields by position, flag constants unwrapped from enum.IntFlag
+# (socket.MSG_CTRUNC is one: `&` on it costs a Python-level call).
+_HDR = W.HDR.struct
+_HDR_FIELDS = tuple(W.HDR.fields)
+_HDR_AT = {f: i for i, f in enumerate(_HDR_FIELDS)}
+_HDR_TEMPLATE = [b"" if isinstance(v, bytes) else 0 for v in _HDR.unpack(bytes(_HDR.size))]
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)
+_F_UNKNOWN = ~int(W.VMSIG_F_KNOWN)
+
 
 def close_fds(fds: List[int]) -> None:
     for fd in fds:
@@ -43,6 +53,7 @@ class Core:
         self.sock = sock
         self.endpoint = endpoint
         self.buf = bytearray()
+        self.rbuf = memoryview(bytearray(RECV_SIZE))  # recvmsg_into's, reused
         self.pos = 0                 # stream offset of buf[0]
         self.batches: List[list] = []  # [start, end, fds, claimed]
         self.welcome: Optional[Welcome] = None
@@ -67,8 +78,12 @@ class Core:
         if req_id is None:
             req_id = self.next_id
             self.next_id += 1
-        hdr = W.HDR.pack(kind=kind, len=len(payload), id=req_id, endpoint=endpoint)
-        return req_id, hdr + payload
+        v = list(_HDR_TEMPLATE)
+        v[_HDR_AT["kind"]] = kind
+        v[_HDR_AT["len"]] = len(payload)
+        v[_HDR_AT["id"]] = req_id
+        v[_HDR_AT["endpoint"]] = endpoint
+        return req_id, _HDR.pack(*v) + payload
 
     # ---------------------------------------------------------------- frames in
     def fail(self, exc: errors.VmsigError) -> errors.VmsigError:
@@ -106,7 +121,7 @@ class Core:
         """One non-blocking recvmsg. True: data came; False: would block;
         None: EOF or error (the connection is gone). Raises ProtocolError."""
         try:
-            data, anc, flags, _ = self.sock.recvmsg(RECV_SIZE, CMSG_SPACE, MSG_CMSG_CLOEXEC)
+            n, anc, flags, _ = self.sock.recvmsg_into((self.rbuf,), CMSG_SPACE, MSG_CMSG_CLOEXEC)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as e:
@@ -121,10 +136,10 @@ class Core:
                 a = array.array("i")
                 a.frombytes(cdata[: len(cdata) - (len(cdata) % a.itemsize)])
                 fds.extend(a)
-        if flags & socket.MSG_CTRUNC or len(fds) > W.VMSIG_WIRE_MAX_FDS:
+        if flags & _MSG_CTRUNC or len(fds) > W.VMSIG_WIRE_MAX_FDS:
             close_fds(fds)
             raise self.proto("more than %d fds in one read" % W.VMSIG_WIRE_MAX_FDS)
-        if not data:
+        if not n:
             close_fds(fds)
             self.gone = True
             return None
@@ -133,8 +148,8 @@ class Core:
             if sum(1 for b in self.batches if not b[3]) >= MAX_UNCLAIMED_BATCHES:
                 close_fds(fds)
                 raise self.proto("too many unclaimed fd batches")
-            self.batches.append([start, start + len(data), fds, False])
-        self.buf += data
+            self.batches.append([start, start + n, fds, False])
+        self.buf += self.rbuf[:n]
         return True
 
     def receive(self) -> Optional[bool]:
@@ -154,11 +169,11 @@ class Core:
         """Yield every complete frame in the buffer, checked, in order;
         raises ProtocolError at the first bad one."""
         while len(self.buf) >= W.HDR_SIZE:
-            h = W.HDR.unpack(self.buf)
+            h = dict(zip(_HDR_FIELDS, _HDR.unpack_from(self.buf)))
             kind, n, nfds = h["kind"], h["len"], h["nfds"]
             if n > W.VMSIG_WIRE_MAX_PAYLOAD:
                 raise self.proto("len %d over the maximum" % n)
-            if h["flags"] & ~W.VMSIG_F_KNOWN:
+            if h["flags"] & _F_UNKNOWN:
                 raise self.proto("unknown header flags %#x" % h["flags"])
             k = W.KINDS.get(kind)
             if k is None or not k[4]:
@@ -187,11 +202,12 @@ class Core:
             del self.buf[:W.HDR_SIZE + n]
             self.pos += W.HDR_SIZE + n
             end = self.pos
-            stray = [b for b in self.batches if not b[3] and b[1] <= end]
-            if stray:
-                close_fds(fds)
-                raise self.proto("fds arrived on a frame that declares none")
-            self.batches = [b for b in self.batches if not b[3]]
+            if self.batches:
+                stray = [b for b in self.batches if not b[3] and b[1] <= end]
+                if stray:
+                    close_fds(fds)
+                    raise self.proto("fds arrived on a frame that declares none")
+                self.batches = [b for b in self.batches if not b[3]]
             if kind == W.VMSIG_EV_MEMCTX:
                 try:
                     self.check_memctx(payload, nfds)
@@ -329,8 +345,16 @@ def parse_sub(subscription) -> Tuple[int, int]:
     return mask, (1 << 64) - 1
 
 
+_CMD_PAYLOADS: Dict[int, bytes] = {}
+
+
 def cmd_payload(op: int) -> bytes:
-    return W.CMD.pack(op=op)
+    p = _CMD_PAYLOADS.get(op)
+    if p is None:
+        p = W.CMD.pack(op=op)
+        if len(_CMD_PAYLOADS) < 64:  # the ops there are; not a user-fed cache
+            _CMD_PAYLOADS[op] = p
+    return p
 
 
 def class_of(cls) -> int:

@@ -150,6 +150,10 @@ class Client(_Base):
     manager: ``with vmsig.connect(path) as vm: ...`` closes it.
     """
 
+    # one poll object for the socket, made at the first wait
+    _poll_in: Optional["select.poll"] = None
+    _poll_sock: Optional[socket.socket] = None
+
     def __init__(self, path: str, token: Optional[str] = None, subscription=None,
                  timeout: Optional[float] = DEFAULT_TIMEOUT, endpoint: int = 0,
                  features_off: int = 0, auto_map: bool = True) -> None:
@@ -210,8 +214,11 @@ class Client(_Base):
         left = _left(dl)
         if left == 0.0:
             raise errors.Timeout(E.ETIMEDOUT, "%s: no answer in time" % what)
-        p = select.poll()
-        p.register(self._core.sock, select.POLLIN)
+        p = self._poll_in
+        if p is None or self._poll_sock is not self._core.sock:
+            p = self._poll_in = select.poll()
+            p.register(self._core.sock, select.POLLIN)
+            self._poll_sock = self._core.sock
         if not p.poll(None if left is None else max(1, int(left * 1000 + 0.999))):
             if dl is not None and time.monotonic() >= dl:
                 raise errors.Timeout(E.ETIMEDOUT, "%s: no answer in time" % what)
@@ -238,7 +245,13 @@ class Client(_Base):
         c = self._core
         if c.gone:
             raise c.gone_error()
-        view = memoryview(data)
+        try:  # the usual case: the whole frame at once
+            sent = c.sock.send(data, socket.MSG_NOSIGNAL)
+            if sent == len(data):
+                return
+        except OSError:  # would block, or an error the loop below meets again
+            sent = 0
+        view = memoryview(data)[sent:]
         while view:
             try:
                 n = c.sock.send(view, socket.MSG_NOSIGNAL)
@@ -277,11 +290,15 @@ class Client(_Base):
         command, looked up before the general table)."""
         c = self._core
         dl = _deadline(self.timeout if timeout is None else timeout)
-        rid, fr = c.frame(kind, payload, self._ep(endpoint))
+        rid, fr = c.frame(kind, payload, self.endpoint if endpoint is None else endpoint)
         c.waiting.add(rid)
         try:
             self._send(fr, dl)
-            self._wait(lambda: rid in c.replies, dl, what or W.kind_name(kind))
+            replies = c.replies
+            while rid not in replies:
+                if c.gone:
+                    raise c.gone_error()
+                self._wait_io(dl, what or W.kind_name(kind))
         finally:
             c.waiting.discard(rid)
         st, body = c.replies.pop(rid)

@@ -32,18 +32,23 @@ class Layout:
         self.size = size
         self.fields = [f.replace(".", "_") for f, _, _ in fields]
         self.offsets = {f.replace(".", "_"): off for f, off, _ in fields}
+        # field -> position in the struct's tuple; a char[] field packs 0 as b""
+        self.at = {f: i for i, f in enumerate(self.fields)}
+        self.defaults = [b"" if isinstance(v, bytes) else 0
+                         for v in self.struct.unpack(bytes(size))]
+        self.text = frozenset(f for f, v in zip(self.fields, self.defaults) if v == b"")
 
     def unpack(self, data: bytes, offset: int = 0) -> Dict[str, Any]:
         return dict(zip(self.fields, self.struct.unpack_from(data, offset)))
 
     def pack(self, **kw: Any) -> bytes:
-        vals = []
-        for f in self.fields:
-            v = kw.pop(f, 0)
-            vals.append(b"" if v == 0 and f in ("token", "text", "why", "version", "name",
-                                                  "accel", "uuid") else v)
-        if kw:
-            raise TypeError("%s has no field(s) %s" % (self.name, ", ".join(kw)))
+        vals = list(self.defaults)
+        for f, v in kw.items():
+            i = self.at.get(f)
+            if i is None:
+                raise TypeError("%s has no field(s) %s"
+                                % (self.name, ", ".join(k for k in kw if k not in self.at)))
+            vals[i] = b"" if v == 0 and f in self.text else v
         return self.struct.pack(*vals)
 
 
@@ -143,7 +148,8 @@ def caps_names(caps: int) -> list:
 
 def cstr(b: bytes) -> str:
     """A NUL-padded char[] field as str (bounded by the field, NUL optional)."""
-    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+    n = b.find(b"\0")
+    return (b if n < 0 else b[:n]).decode("utf-8", "replace")
 
 
 def fnv1a32_principal(token: str) -> int:

@@ -122,6 +122,25 @@ class Guest(unittest.TestCase):
         with self.assertRaises(TypeError):
             v[0] = 1  # read-only
 
+    def test_memory_read_into(self):
+        """read_into a page-aligned mmap equals read(); a read-only buffer and RAM's end are refused"""
+        import mmap
+        mem = self.c.memory()
+        buf = mmap.mmap(-1, 1 << 20)
+        self.assertEqual(mem.read_into(MAGIC & ~0xFFF, buf), 1 << 20)
+        self.assertEqual(buf[MAGIC & 0xFFF:(MAGIC & 0xFFF) + 4], b"GISV")
+        self.assertEqual(bytes(buf[:4096]), mem.read(MAGIC & ~0xFFF, 4096))
+        small = bytearray(8)
+        self.assertEqual(mem.read_into(MAGIC, small), 8)
+        self.assertEqual(bytes(small[:4]), b"GISV")
+        with self.assertRaises(TypeError):
+            mem.read_into(MAGIC, b"12345678")
+        last = max(s.gpa + s.size for s in mem.segments)
+        with self.assertRaises(vmsig.BadAddress) as cm:
+            mem.read_into(last - 4, bytearray(8))
+        self.assertEqual(cm.exception.errno, errno.EFAULT)
+        buf.close()
+
     def test_memwrite_and_done_event(self):
         """MEMWRITE the mailbox: MEMWRITE_DONE before the REPLY, the guest prints it"""
         val = 0x1122334455667788
