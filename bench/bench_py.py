@@ -77,8 +77,8 @@ def row(name, unit, v, peer, pv, lower, target, tratio, vp99=None, pp99=None, no
         r.update(vmsig_p99=vp99, peer_p99=pp99)
     r.update(better="lower" if lower else "higher", target=target, target_ratio=tratio,
              target_met=None if ratio is None else ratio >= tratio)
-    if note:
-        r["note"] = note
+    r["note"] = "%s%sPython %s (%s); both sides in this process" % (
+        note or "", "; " if note else "", sys.version.split()[0], sys.executable)
     print(json.dumps(r), flush=True)
 
 

@@ -20,6 +20,7 @@
 #include "system/runstate.h"
 #include "system/system.h"
 #include "system/block-backend.h"
+#include "system/tcg.h"
 #include "exec/tb-flush.h"
 #else
 #include "sysemu/hw_accel.h"
@@ -27,6 +28,7 @@
 #include "sysemu/runstate.h"
 #include "sysemu/sysemu.h"
 #include "sysemu/block-backend.h"
+#include "sysemu/tcg.h"
 /*
  * tb_flush() is declared in exec/exec-all.h, which needs the target's cpu.h
  * and so cannot be included by a target-independent module; 8.1 moved it
@@ -34,6 +36,13 @@
  */
 void tb_flush(CPUState *cpu);
 #endif
+/*
+ * QEMU declares vmstate_cpu_common for per-target code only; the
+ * description itself is QEMU's one, target-independent (vmsig-snap.c).
+ */
+#include "migration/vmstate.h"
+extern const VMStateDescription vmstate_cpu_common;
+
 #include "exec/memory.h"
 #include "exec/address-spaces.h"
 #include "exec/cpu-common.h"

@@ -37,6 +37,8 @@
 #include "qapi/qapi-commands-misc.h"
 #include "qom/object.h"
 #include "hw/qdev-core.h"
+#include "hw/core/cpu.h"
+#include "hw/core/sysemu-cpu-ops.h"
 #include "io/channel-buffer.h"
 #include "migration/qemu-file.h"
 #include "migration/savevm.h"
@@ -71,6 +73,15 @@ typedef struct VmsigSnapBlock {
     unsigned long *dirty;    /* pages that may differ from copy */
 } VmsigSnapBlock;
 
+/* A vCPU's cpu_common fields, when kept out of the stream (see below). */
+typedef struct VmsigCpuCommon {
+    int index;               /* cpu_index */
+    uint32_t halted;
+    uint32_t interrupt_request;
+    int32_t exception_index;
+    bool crash_occurred;
+} VmsigCpuCommon;
+
 typedef struct VmsigSnapshot {
     char name[VMSIG_SNAP_NAME_MAX];
     int64_t saved_ms;        /* QEMU_CLOCK_REALTIME */
@@ -79,6 +90,8 @@ typedef struct VmsigSnapshot {
     VmsigSnapBlock *blocks;
     uint8_t *state;          /* device state stream */
     size_t state_len;
+    VmsigCpuCommon *cpus;    /* non-NULL: the stream has no cpu_common */
+    unsigned ncpus;
     char *ramlist;           /* every RAM block (id:length) at SAVE */
     uint64_t bytes;          /* RAM + device state: its share of the limit */
 } VmsigSnapshot;
@@ -320,6 +333,7 @@ static void vmsig_snapshot_free(VmsigSnap *sn, VmsigSnapshot *s)
     }
     g_free(s->blocks);
     g_free(s->state);
+    g_free(s->cpus);
     g_free(s->ramlist);
     g_free(s);
 }
@@ -373,6 +387,178 @@ static int vmsig_snap_save_state(VmsigSnapshot *s)
     qemu_fclose(f);
     object_unref(OBJECT(bioc));
     return r < 0 ? -EIO : 0;
+}
+
+/*
+ * cpu_common, kept apart (TCG).  Loading a "cpu_common" section runs
+ * cpu_common_post_load(), whose tb_flush() throws away every translated
+ * block: 3-4 ms after a second of running, most of what a RESTORE costs.
+ * A RESTORE needs no such flush: it writes RAM back through
+ * address_space_write(), which drops the code translated from exactly the
+ * pages written, as a guest's own writes do (and it flushes by itself for
+ * pages it has to memcpy), and the x86 "cpu" section's post_load flushes
+ * the TLB, and with it the jump cache, as a CR3 write does.  So at SAVE the
+ * cpu_common sections are cut out of the stream and their four fields
+ * (halted, interrupt_request, exception_index, crash_occurred) kept here,
+ * and RESTORE puts them back directly.  Each section is found by its
+ * header (QEMU_VM_SECTION_FULL, id "cpu_common", the vCPU's instance,
+ * version 1) and by its body, which vmstate_save_state() produces again
+ * and which must match byte for byte, then its footer; if any vCPU's is
+ * not found exactly so, the stream stays whole and the flush happens.
+ */
+static GByteArray *vmsig_cpu_common_body(CPUState *cs)
+{
+    QIOChannelBuffer *bioc = qio_channel_buffer_new(64);
+    QEMUFile *f = qemu_file_new_output(QIO_CHANNEL(bioc));
+    GByteArray *body = NULL;
+
+    if (vmstate_save_state(f, &vmstate_cpu_common, cs, NULL) == 0) {
+        qemu_fflush(f);
+        if (!qemu_file_get_error(f)) {
+            body = g_byte_array_new();
+            g_byte_array_append(body, bioc->data, bioc->usage);
+        }
+    }
+    qemu_fclose(f);
+    object_unref(OBJECT(bioc));
+    return body;
+}
+
+/* [*at, *end) of vCPU `instance`'s cpu_common section in buf, or false. */
+static bool vmsig_cpu_common_find(const uint8_t *buf, size_t len,
+                                  uint32_t instance, const GByteArray *body,
+                                  size_t *at, size_t *end)
+{
+    static const char id[] = "\x0a" "cpu_common"; /* length byte, idstr */
+    const size_t idn = sizeof(id) - 1;
+    const uint32_t version = vmstate_cpu_common.version_id;
+    size_t p = 8; /* after the file magic and version */
+
+    while (p + idn <= len) {
+        const uint8_t *hit = memmem(buf + p, len - p, id, idn);
+        size_t h, b, e;
+
+        if (!hit) {
+            return false;
+        }
+        h = hit - buf;
+        p = h + 1;
+        /* type, section id, idstr, instance id, version id, body, footer */
+        if (h < 5 || buf[h - 5] != QEMU_VM_SECTION_FULL ||
+            h + idn + 8 + body->len + 1 > len ||
+            ldl_be_p(buf + h + idn) != instance ||
+            ldl_be_p(buf + h + idn + 4) != version) {
+            continue;
+        }
+        b = h + idn + 8;
+        if (memcmp(buf + b, body->data, body->len) != 0) {
+            continue;
+        }
+        e = b + body->len;
+        if (e + 5 <= len && buf[e] == QEMU_VM_SECTION_FOOTER &&
+            ldl_be_p(buf + e + 1) == ldl_be_p(buf + h - 4)) {
+            e += 5;
+        } else if (buf[e] != QEMU_VM_SECTION_FULL && buf[e] != QEMU_VM_EOF) {
+            continue; /* no footer (old machine types): a section follows */
+        }
+        *at = h - 5;
+        *end = e;
+        return true;
+    }
+    return false;
+}
+
+static bool vmsig_cpu_common_cut_ok(CPUState *cs)
+{
+    const CPUClass *cc = CPU_GET_CLASS(cs);
+    const VMStateDescription *vmsd =
+        cc->sysemu_ops ? cc->sysemu_ops->legacy_vmsd : NULL;
+
+    /* x86's "cpu" section, whose post_load flushes the TLB */
+    return vmsd && vmsd->name && strcmp(vmsd->name, "cpu") == 0 &&
+           vmsd->post_load;
+}
+
+static void vmsig_snap_cut_cpu_common(VmsigSnapshot *s)
+{
+    g_autofree size_t *cut = NULL;   /* [at, end) pairs, by vCPU */
+    g_autofree VmsigCpuCommon *kept = NULL;
+    unsigned n = 0, i, j;
+    CPUState *cs;
+    uint8_t *out;
+    size_t w = 0, from = 0;
+
+    if (!tcg_enabled()) {
+        return; /* cpu_common_post_load() does not flush then */
+    }
+    CPU_FOREACH(cs) {
+        n++;
+    }
+    cut = g_new(size_t, 2 * n);
+    kept = g_new0(VmsigCpuCommon, n);
+    i = 0;
+    CPU_FOREACH(cs) {
+        g_autoptr(GByteArray) body = vmsig_cpu_common_body(cs);
+
+        if (!body || !vmsig_cpu_common_cut_ok(cs) ||
+            !vmsig_cpu_common_find(s->state, s->state_len, cs->cpu_index,
+                                   body, &cut[2 * i], &cut[2 * i + 1])) {
+            return;
+        }
+        kept[i].index = cs->cpu_index;
+        kept[i].halted = cs->halted;
+        kept[i].interrupt_request = cs->interrupt_request;
+        kept[i].exception_index = cs->exception_index;
+        kept[i].crash_occurred = cs->crash_occurred;
+        i++;
+    }
+    /* sections in stream order, none overlapping */
+    for (i = 1; i < n; i++) {
+        for (j = i; j > 0 && cut[2 * j - 2] > cut[2 * j]; j--) {
+            size_t a = cut[2 * j], e = cut[2 * j + 1];
+
+            cut[2 * j] = cut[2 * j - 2];
+            cut[2 * j + 1] = cut[2 * j - 1];
+            cut[2 * j - 2] = a;
+            cut[2 * j - 1] = e;
+        }
+    }
+    for (i = 1; i < n; i++) {
+        if (cut[2 * i] < cut[2 * i - 1]) {
+            return;
+        }
+    }
+    out = g_malloc(s->state_len);
+    for (i = 0; i < n; i++) {
+        memcpy(out + w, s->state + from, cut[2 * i] - from);
+        w += cut[2 * i] - from;
+        from = cut[2 * i + 1];
+    }
+    memcpy(out + w, s->state + from, s->state_len - from);
+    w += s->state_len - from;
+    g_free(s->state);
+    s->state = out;
+    s->state_len = w;
+    s->cpus = g_steal_pointer(&kept);
+    s->ncpus = n;
+}
+
+/* After a load of a stream without cpu_common: its fields, as loaded. */
+static void vmsig_snap_put_cpu_common(const VmsigSnapshot *s)
+{
+    unsigned i;
+
+    for (i = 0; i < s->ncpus; i++) {
+        CPUState *cs = qemu_get_cpu(s->cpus[i].index);
+
+        if (cs) {
+            cs->halted = s->cpus[i].halted;
+            /* as cpu_common_post_load: 0x01 was CPU_INTERRUPT_EXIT */
+            cs->interrupt_request = s->cpus[i].interrupt_request & ~0x01u;
+            cs->exception_index = s->cpus[i].exception_index;
+            cs->crash_occurred = s->cpus[i].crash_occurred;
+        }
+    }
 }
 
 static int vmsig_snap_load_state(const VmsigSnapshot *s)
@@ -594,6 +780,9 @@ static int vmsig_snap_save(VmsigSnap *sn, const vmsig_wire_snapshot *c,
         s->bytes += s->blocks[b].t->len;
     }
     r = vmsig_snap_save_state(s);
+    if (r == 0) {
+        vmsig_snap_cut_cpu_common(s);
+    }
     res.stopped_ns = get_clock() - t0;
     if (r < 0) {
         vmsig_snapshot_free(sn, s);
@@ -742,10 +931,14 @@ static int vmsig_snap_restore(VmsigSnap *sn, const vmsig_wire_snapshot *c,
     t3 = get_clock();
     vmsig_mem_hold(sn->mem);
     r = vmsig_snap_load_state(s);
+    if (r == 0) {
+        vmsig_snap_put_cpu_common(s);
+    }
     res.stopped_ns = get_clock() - t0;
     trace_vmsig_snapshot_restore(s->name, res.pages, (t1 - t0) / 1000,
                                  (t2 - t1) / 1000, (t3 - t2) / 1000,
-                                 (t0 + res.stopped_ns - t3) / 1000);
+                                 (t0 + res.stopped_ns - t3) / 1000,
+                                 s->cpus != NULL);
     if (r < 0) {
         vmsig_mem_republish(sn->mem);
         /* RAM is the snapshot's, devices may be half loaded: stay stopped */

@@ -26,6 +26,9 @@ export VMSIG_SOCKET=$VM_SOCK
 "$helper" --json watch >"$work/events.jsonl" 2>"$work/watch.err" &
 watch_pid=$!
 t_ok "the guest boots and its mailbox loop starts" vm_wait_console 'vmsig-guest: ready' 120
+# RESTORE's phases on QEMU's stderr (the module's trace events exist once
+# the object does: enabled over QMP)
+vm_qmp '{"execute":"trace-event-set-state","arguments":{"name":"vmsig_snapshot_restore","enable":true}}' >"$work/trace.out"
 
 counter() { "$helper" --json read "$VM_COUNTER" 4 | sed -n 's/.*"hex":"\([0-9a-f]*\)".*/\1/p'; }
 mailbox() { "$helper" --json read "$VM_MAILBOX" 8 | sed -n 's/.*"hex":"\([0-9a-f]*\)".*/\1/p'; }
@@ -55,6 +58,8 @@ pages=$(printf '%s' "$out" | sed -n 's/.*: \([0-9]*\) page.*/\1/p')
 [ "${pages:-0}" -gt 0 ] && [ "${pages:-0}" -lt 65536 ]
 t_report $? "restore copied back only the pages written since the save" "pages=$pages of 65536"
 t_is "$(counter)" "$n" "after restore the counter reads N again through the mapping"
+t_like "$(cat "$work/qemu.log")" "'s0': [0-9]+ pages.*cpu_common apart, no TB flush: 1" \
+	"TCG: the device state loaded had no cpu_common section, so no flush of all translated code"
 g1=$(gen)
 [ "${g1:-0}" -gt "${g0:-0}" ]
 t_report $? "a MEMCTX holder sees a new generation after restore" "before $g0 after $g1"
