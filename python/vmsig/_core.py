@@ -36,6 +36,11 @@ _HDR_AT = {f: i for i, f in enumerate(_HDR_FIELDS)}
 _HDR_TEMPLATE = [b"" if isinstance(v, bytes) else 0 for v in _HDR.unpack(bytes(_HDR.size))]
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)
 _F_UNKNOWN = ~int(W.VMSIG_F_KNOWN)
+_HDR_SIZE = W.HDR_SIZE
+_K, _NFDS, _FLAGS, _LEN, _ID, _STATUS = (_HDR_AT[f] for f in
+                                         ("kind", "nfds", "flags", "len", "id", "status"))
+_REPLY = W.VMSIG_MSG_REPLY
+_REPLY_MAX = W.KINDS[_REPLY][1] + W.KINDS[_REPLY][2]
 
 
 def close_fds(fds: List[int]) -> None:
@@ -158,12 +163,31 @@ class Core:
         frames before the bad one were delivered."""
         try:
             r = self.recv_some()
-            if r:
+            if r and not self.reply_alone():
                 self.dispatch(self.frames())
             return r
         except errors.VmsigError as e:
             self.fail(e)
             return None
+
+    def reply_alone(self) -> bool:
+        """The common case, taken without the general path: the buffer holds
+        exactly one whole REPLY, no fds, that a call waits for, after WELCOME.
+        Anything else (or anything a check of frames()/dispatch() would
+        refuse): False, and the general path sorts or refuses it."""
+        buf = self.buf
+        if self.batches or len(buf) < _HDR_SIZE or self.welcome is None or self.gone:
+            return False
+        h = _HDR.unpack_from(buf)
+        n = h[_LEN]
+        if (h[_K] != _REPLY or h[_NFDS] or h[_FLAGS] or n > _REPLY_MAX
+                or len(buf) != _HDR_SIZE + n or h[_ID] not in self.waiting):
+            return False
+        self.waiting.discard(h[_ID])
+        self.replies[h[_ID]] = (h[_STATUS], bytes(buf[_HDR_SIZE:]))
+        self.pos += len(buf)
+        del buf[:]
+        return True
 
     def frames(self):
         """Yield every complete frame in the buffer, checked, in order;
@@ -399,10 +423,11 @@ def vminfo(body: bytes) -> "VMInfo":
     from .events import VMInfo
     if len(body) < W.VMINFO.size:
         raise errors.ProtocolError(E.EPROTO, "query REPLY body of %d bytes" % len(body))
-    v = W.VMINFO.unpack(body)
-    info = VMInfo(state=v["state"], running=bool(v["running"]), vcpus=v["vcpus"],
-                  endpoint=v["endpoint"], ram_size=v["ram_size"], memctx_gen=v["memctx_gen"],
-                  version=W.cstr(v["version"]), name=W.cstr(v["name"]))
+    v = W.VMINFO.struct.unpack_from(body)
+    at = W.VMINFO.at
+    info = VMInfo(v[at["state"]], bool(v[at["running"]]), v[at["vcpus"]], v[at["endpoint"]],
+                  v[at["ram_size"]], v[at["memctx_gen"]], W.cstr(v[at["version"]]),
+                  W.cstr(v[at["name"]]))
     if len(body) >= W.VMINFO.size + W.VMINFO_HOST.size:
         x = W.VMINFO_HOST.unpack(body, W.VMINFO.size)
         info.pid, info.accel, info.uuid = x["pid"], W.cstr(x["accel"]), x["uuid"]
