@@ -424,11 +424,17 @@ def vminfo(body: bytes) -> "VMInfo":
     if len(body) < W.VMINFO.size:
         raise errors.ProtocolError(E.EPROTO, "query REPLY body of %d bytes" % len(body))
     v = W.VMINFO.struct.unpack_from(body)
-    at = W.VMINFO.at
-    info = VMInfo(v[at["state"]], bool(v[at["running"]]), v[at["vcpus"]], v[at["endpoint"]],
-                  v[at["ram_size"]], v[at["memctx_gen"]], W.cstr(v[at["version"]]),
-                  W.cstr(v[at["name"]]))
+    info = VMInfo(*[v[i] for i in _VMINFO_AT[:6]], W.cstr(v[_VMINFO_AT[6]]),
+                  W.cstr(v[_VMINFO_AT[7]]))
+    info.running = bool(info.running)
     if len(body) >= W.VMINFO.size + W.VMINFO_HOST.size:
-        x = W.VMINFO_HOST.unpack(body, W.VMINFO.size)
-        info.pid, info.accel, info.uuid = x["pid"], W.cstr(x["accel"]), x["uuid"]
+        x = W.VMINFO_HOST.struct.unpack_from(body, W.VMINFO.size)
+        info.pid, info.accel, info.uuid = (x[_HOST_AT[0]], W.cstr(x[_HOST_AT[1]]),
+                                           x[_HOST_AT[2]])
     return info
+
+
+# VMInfo's fields in the order of its constructor, by position in the structs
+_VMINFO_AT = [W.VMINFO.at[f] for f in ("state", "running", "vcpus", "endpoint", "ram_size",
+                                       "memctx_gen", "version", "name")]
+_HOST_AT = [W.VMINFO_HOST.at[f] for f in ("pid", "accel", "uuid")]

@@ -223,7 +223,7 @@ class Client(_Base):
             if dl is not None and time.monotonic() >= dl:
                 raise errors.Timeout(E.ETIMEDOUT, "%s: no answer in time" % what)
             return
-        self._read_ready()
+        self._core.receive()
 
     def _read_ready(self) -> None:
         self._core.receive()
