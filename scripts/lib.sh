@@ -57,6 +57,7 @@ vmsig_qemu_select() {
 		--without-default-features
 		--enable-tcg
 		--enable-kvm
+		--enable-vhost-user
 		--disable-docs
 		--firmwarepath="$VMSIG_FW_DIR"
 	)
@@ -151,4 +152,35 @@ vmsig_qemu_env() {
 			"(run scripts/build-qemu)"
 		return 1
 	fi
+}
+
+# vmsig_virtiofsd: print the path of a vhost-user-fs backend (QEMU 7.2's C
+# virtiofsd, /usr/lib/qemu/virtiofsd of Debian 12's qemu-system-common),
+# unpacked once into $VMSIG_CACHE/virtiofsd from the package (apt-get
+# download and dpkg -x: nothing is installed). Returns 1, with the reason
+# on stderr, where it cannot be had. tests/e2e/snapshot.sh uses it for a
+# real vhost-user device.
+vmsig_virtiofsd() {
+	local dir=$VMSIG_CACHE/virtiofsd bin tmp
+	bin=$dir/usr/lib/qemu/virtiofsd
+	if [ ! -x "$bin" ]; then
+		tmp=$(mktemp -d) || return 1
+		if ! (cd "$tmp" && { apt-get download -q 'qemu-system-common/bookworm' ||
+			apt-get download -q qemu-system-common; } </dev/null >&2 2>&1); then
+			rm -rf "$tmp"
+			echo "apt-get download qemu-system-common failed" >&2
+			return 1
+		fi
+		mkdir -p "$dir" && dpkg -x "$tmp"/qemu-system-common_*.deb "$dir"
+		rm -rf "$tmp"
+	fi
+	if [ ! -x "$bin" ]; then
+		echo "no usr/lib/qemu/virtiofsd in qemu-system-common (a release without the C virtiofsd)" >&2
+		return 1
+	fi
+	if ldd "$bin" 2>/dev/null | grep -q 'not found'; then
+		echo "virtiofsd needs libraries that are not installed:$(ldd "$bin" | grep 'not found' | tr -s ' \t\n' ' ')" >&2
+		return 1
+	fi
+	echo "$bin"
 }

@@ -5,7 +5,8 @@
 # MEMWRITE after SAVE is undone by RESTORE; 100 restore cycles, the guest
 # checked each time; EV_SNAPSHOT seen by another control; MEMCTX holders see
 # a new generation; QEMU's RSS and fd count come back after DELETE; every
-# refusal with its errno (ENOENT, EPERM, ENOSPC, ESTALE, EOPNOTSUPP, EINVAL).
+# refusal with its errno (ENOENT, EPERM, ENOSPC, ESTALE, EOPNOTSUPP for a
+# writable disk and for a vhost-user device, EINVAL).
 set -uo pipefail
 . "$(dirname "$0")/../../scripts/lib.sh"
 . "$VMSIG_ROOT/scripts/vm.sh"
@@ -193,4 +194,29 @@ export VMSIG_SOCKET=$VM_SOCK
 t_exit 0 "a VM with a read-only disk can be saved" "$helper" snapshot save ro
 t_exit 0 "... and restored" "$helper" snapshot restore ro
 vm_kill
+
+# a vhost-user device (vhost-user-fs; its backend is QEMU 7.2's virtiofsd
+# from Debian's qemu-system-common): its state lives in another process
+work4=$work/vm4
+mkdir -p "$work4/share"
+vfsd=$(vmsig_virtiofsd 2>"$work4/vfsd.why")
+t_report $? "a vhost-user backend (virtiofsd from qemu-system-common)" "$(cat "$work4/vfsd.why")"
+if [ -n "$vfsd" ]; then
+	"$vfsd" --socket-path="$work4/vfs.sock" -o source="$work4/share" -o cache=none \
+		-o sandbox=chroot >"$work4/vfsd.log" 2>&1 &
+	vfsd_pid=$!
+	for i in $(seq 50); do [ -S "$work4/vfs.sock" ] && break; sleep 0.1; done
+	vm_start "$work4" -S -chardev "socket,id=vfs,path=$work4/vfs.sock" \
+		-device "vhost-user-fs-pci,id=fs0,chardev=vfs,tag=share" \
+		-object "vmsig,id=vs0,path=$work4/vmsig.sock,grants=$work/grants"
+	export VMSIG_SOCKET=$VM_SOCK
+	t_exit 7 "a VM with a vhost-user device: save refused" "$helper" --json snapshot save v
+	t_like "$T_OUT" '"error":"snapshot: Operation not supported \(' "... with -EOPNOTSUPP (its strerror)"
+	t_like "$T_OUT" 'device /machine/peripheral/fs0 \(vhost-user-fs-pci\) keeps state outside QEMU' \
+		"... naming the device and its type"
+	t_like "$("$helper" --json status)" '"state":"prelaunch"' "QEMU goes on (prelaunch, answering)"
+	vm_kill
+	kill "$vfsd_pid" 2>/dev/null
+	wait "$vfsd_pid" 2>/dev/null
+fi
 t_done
