@@ -94,7 +94,11 @@ def main():
     vm = vmsig.connect(a.vmsig, timeout=20)
     q = QMP(a.qmp)
 
-    # py.query_rtt_us: alternate blocks so drift hits both the same
+    # py.query_rtt_us: alternate blocks so drift hits both the same, after
+    # a warm-up of both (first calls: code paths, caches, allocator)
+    for _ in range(50):
+        vm.status()
+        q.cmd("query-status")
     tv, tq = [], []
     for blk in range(10):
         for _ in range(n // 10):
