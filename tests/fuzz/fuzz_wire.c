@@ -66,14 +66,23 @@ static void run_core(int rounds)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static char fuzz_dir[] = "/tmp/vmsig-fuzz-XXXXXX";
+
+/* libFuzzer ends with exit(): leave no socket or directory behind. */
+static void fuzz_cleanup(void)
+{
+    unlink(sock_path);
+    rmdir(fuzz_dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     int err;
-    char dir[] = "/tmp/vmsig-fuzz-XXXXXX";
-    if (!mkdtemp(dir)) {
+    if (!mkdtemp(fuzz_dir)) {
         abort();
     }
-    snprintf(sock_path, sizeof(sock_path), "%s/s", dir);
+    snprintf(sock_path, sizeof(sock_path), "%s/s", fuzz_dir);
+    atexit(fuzz_cleanup);
     grants = vmsig_grants_parse("default endpoints=all caps=all\n", &err, NULL, 0);
     vmsig_core_config cfg = { .version = VMSIG_CORE_CONFIG_VERSION, .queue_limit = 16,
                               .backend = &backend };
