@@ -479,14 +479,26 @@ static bool vmsig_cpu_common_cut_ok(CPUState *cs)
            vmsd->post_load;
 }
 
+/* A cpu_common section's bytes in the stream: [at, end). */
+typedef struct VmsigCut {
+    size_t at, end;
+} VmsigCut;
+
+static int vmsig_cut_cmp(const void *a, const void *b)
+{
+    const VmsigCut *x = a, *y = b;
+
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
 static void vmsig_snap_cut_cpu_common(VmsigSnapshot *s)
 {
-    g_autofree size_t *cut = NULL;   /* [at, end) pairs, by vCPU */
+    g_autofree VmsigCut *cut = NULL;
     g_autofree VmsigCpuCommon *kept = NULL;
-    unsigned n = 0, i, j;
+    GByteArray *out;
+    unsigned n = 0, i = 0;
+    size_t from = 0;
     CPUState *cs;
-    uint8_t *out;
-    size_t w = 0, from = 0;
 
     if (!tcg_enabled()) {
         return; /* cpu_common_post_load() does not flush then */
@@ -494,15 +506,14 @@ static void vmsig_snap_cut_cpu_common(VmsigSnapshot *s)
     CPU_FOREACH(cs) {
         n++;
     }
-    cut = g_new(size_t, 2 * n);
+    cut = g_new(VmsigCut, n);
     kept = g_new0(VmsigCpuCommon, n);
-    i = 0;
     CPU_FOREACH(cs) {
         g_autoptr(GByteArray) body = vmsig_cpu_common_body(cs);
 
         if (!body || !vmsig_cpu_common_cut_ok(cs) ||
             !vmsig_cpu_common_find(s->state, s->state_len, cs->cpu_index,
-                                   body, &cut[2 * i], &cut[2 * i + 1])) {
+                                   body, &cut[i].at, &cut[i].end)) {
             return;
         }
         kept[i].index = cs->cpu_index;
@@ -512,33 +523,22 @@ static void vmsig_snap_cut_cpu_common(VmsigSnapshot *s)
         kept[i].crash_occurred = cs->crash_occurred;
         i++;
     }
-    /* sections in stream order, none overlapping */
+    /* in stream order; overlapping sections would be a misreading */
+    qsort(cut, n, sizeof(*cut), vmsig_cut_cmp);
     for (i = 1; i < n; i++) {
-        for (j = i; j > 0 && cut[2 * j - 2] > cut[2 * j]; j--) {
-            size_t a = cut[2 * j], e = cut[2 * j + 1];
-
-            cut[2 * j] = cut[2 * j - 2];
-            cut[2 * j + 1] = cut[2 * j - 1];
-            cut[2 * j - 2] = a;
-            cut[2 * j - 1] = e;
-        }
-    }
-    for (i = 1; i < n; i++) {
-        if (cut[2 * i] < cut[2 * i - 1]) {
+        if (cut[i].at < cut[i - 1].end) {
             return;
         }
     }
-    out = g_malloc(s->state_len);
+    out = g_byte_array_sized_new(s->state_len);
     for (i = 0; i < n; i++) {
-        memcpy(out + w, s->state + from, cut[2 * i] - from);
-        w += cut[2 * i] - from;
-        from = cut[2 * i + 1];
+        g_byte_array_append(out, s->state + from, cut[i].at - from);
+        from = cut[i].end;
     }
-    memcpy(out + w, s->state + from, s->state_len - from);
-    w += s->state_len - from;
+    g_byte_array_append(out, s->state + from, s->state_len - from);
     g_free(s->state);
-    s->state = out;
-    s->state_len = w;
+    s->state_len = out->len;
+    s->state = g_byte_array_free(out, false);
     s->cpus = g_steal_pointer(&kept);
     s->ncpus = n;
 }

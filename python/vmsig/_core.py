@@ -32,13 +32,13 @@ Frame = Tuple[dict, bytes, List[int]]
 # (socket.MSG_CTRUNC is one: `&` on it costs a Python-level call).
 _HDR = W.HDR.struct
 _HDR_FIELDS = tuple(W.HDR.fields)
-_HDR_AT = {f: i for i, f in enumerate(_HDR_FIELDS)}
-_HDR_TEMPLATE = [b"" if isinstance(v, bytes) else 0 for v in _HDR.unpack(bytes(_HDR.size))]
+_HDR_AT = W.HDR.at
+_HDR_TEMPLATE = W.HDR.defaults
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)
 _F_UNKNOWN = ~int(W.VMSIG_F_KNOWN)
 _HDR_SIZE = W.HDR_SIZE
-_K, _NFDS, _FLAGS, _LEN, _ID, _STATUS = (_HDR_AT[f] for f in
-                                         ("kind", "nfds", "flags", "len", "id", "status"))
+_K, _NFDS, _FLAGS, _LEN, _ID, _EP, _STATUS = (
+    _HDR_AT[f] for f in ("kind", "nfds", "flags", "len", "id", "endpoint", "status"))
 _REPLY = W.VMSIG_MSG_REPLY
 _REPLY_MAX = W.KINDS[_REPLY][1] + W.KINDS[_REPLY][2]
 
@@ -84,10 +84,10 @@ class Core:
             req_id = self.next_id
             self.next_id += 1
         v = list(_HDR_TEMPLATE)
-        v[_HDR_AT["kind"]] = kind
-        v[_HDR_AT["len"]] = len(payload)
-        v[_HDR_AT["id"]] = req_id
-        v[_HDR_AT["endpoint"]] = endpoint
+        v[_K] = kind
+        v[_LEN] = len(payload)
+        v[_ID] = req_id
+        v[_EP] = endpoint
         return req_id, _HDR.pack(*v) + payload
 
     # ---------------------------------------------------------------- frames in

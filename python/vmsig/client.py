@@ -225,9 +225,6 @@ class Client(_Base):
             return
         self._core.receive()
 
-    def _read_ready(self) -> None:
-        self._core.receive()
-
     def _pump(self) -> None:
         """Read and sort what has arrived, without waiting (not past the queue bound)."""
         c = self._core
@@ -278,7 +275,7 @@ class Client(_Base):
             p.register(c.sock, select.POLLIN | select.POLLOUT)
             for _, ev in p.poll(None if left is None else max(1, int(left * 1000))):
                 if ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                    self._read_ready()
+                    self._core.receive()
                     if c.gone:
                         raise c.gone_error()
 

@@ -14,7 +14,7 @@ vmsig_qemu_env >/dev/null || exit 1
 helper=$VMSIG_ROOT/build/native/helper/vmsig-helper
 
 work=$(mktemp -d /tmp/vmsig-e2e.XXXXXX)
-trap 'cp $work/qemu.log /tmp/intro-qemu.log; vm_kill; rm -rf "$work"' EXIT
+trap 'vm_kill; rm -rf "$work"' EXIT
 {
 	echo "uid:$(id -u) endpoints=0 caps=OBSERVE,VM,MEMCTX,CPU"
 	echo "token:nocpu endpoints=0 caps=OBSERVE,VM,MEMCTX"
